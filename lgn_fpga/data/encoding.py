@@ -1,0 +1,149 @@
+"""Input encoding: pixel bytes -> thermometer bits, the single source of the thresholds.
+
+A pixel byte ``p`` (0..255) of channel ``c`` sets bit ``j`` of its thermometer
+code when ``p > thresholds[c][j]``.  Thresholds are integers on the 0..255
+scale so that hardware compares bytes exactly as software does.
+
+Bit order (shared by training, netlist, evaluator and hardware): the bit for
+channel ``c``, threshold ``j``, row ``y``, column ``x`` has index
+``((c * T + j) * H + y) * W + x`` where ``T`` is the number of thresholds per
+channel.  This module is torch-free (torch is imported lazily where used).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["ThermometerEncoding", "uniform_thresholds"]
+
+
+def uniform_thresholds(k: int) -> tuple[int, ...]:
+    """``k`` evenly spaced thresholds: bit j is ``p > 256*(j+1)/(k+1) - 1``.
+
+    ``k=1`` gives ``(127,)`` (p >= 128), ``k=3`` gives ``(63, 127, 191)``.
+    """
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 255:
+        raise ValueError(f"number of thresholds must be an integer in 1..255, not {k!r}")
+    return tuple(int(256 * (j + 1) // (k + 1)) - 1 for j in range(k))
+
+
+@dataclass(frozen=True)
+class ThermometerEncoding:
+    """Thermometer code of an image with ``shape = (C, H, W)``.
+
+    Parameters
+    ----------
+    shape : (int, int, int)
+        Channels, height, width of the uint8 images.
+    thresholds : tuple of tuple of int
+        ``thresholds[c]`` are the thresholds of channel ``c``, each in 0..254,
+        strictly increasing; every channel has the same count ``T``.
+
+    Raises
+    ------
+    ValueError
+        If the shape or a threshold is out of range.
+    """
+
+    shape: tuple[int, int, int]
+    thresholds: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self):
+        shape = tuple(int(s) for s in self.shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"image shape must be (channels, height, width) > 0, not {self.shape!r}")
+        th = tuple(tuple(int(t) for t in ch) for ch in self.thresholds)
+        if len(th) != shape[0]:
+            raise ValueError(f"need one threshold list per channel ({shape[0]}), got {len(th)}")
+        counts = {len(ch) for ch in th}
+        if len(counts) != 1 or 0 in counts:
+            raise ValueError(f"every channel needs the same, non-zero number of thresholds, got {sorted(counts)}")
+        for ch in th:
+            if any(not 0 <= t <= 254 for t in ch) or list(ch) != sorted(set(ch)):
+                raise ValueError(f"thresholds must be strictly increasing integers in 0..254, not {list(ch)}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "thresholds", th)
+
+    @classmethod
+    def make(cls, shape: Sequence[int], thresholds) -> "ThermometerEncoding":
+        """Build from a count (uniform), one list for every channel, or one list per channel."""
+        C = int(shape[0])
+        if isinstance(thresholds, int) and not isinstance(thresholds, bool):
+            ch = uniform_thresholds(thresholds)
+            return cls(tuple(shape), (ch,) * C)
+        if isinstance(thresholds, (list, tuple)) and thresholds and all(
+                isinstance(t, int) and not isinstance(t, bool) for t in thresholds):
+            return cls(tuple(shape), (tuple(thresholds),) * C)
+        if isinstance(thresholds, (list, tuple)) and all(isinstance(t, (list, tuple)) for t in thresholds):
+            return cls(tuple(shape), tuple(tuple(t) for t in thresholds))
+        raise ValueError(f"thresholds must be a count, a list of integers or a list per channel, not {thresholds!r}")
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def levels(self) -> int:
+        """Thresholds per channel (``T``)."""
+        return len(self.thresholds[0])
+
+    @property
+    def pixels(self) -> int:
+        """Pixels per channel (``H*W``)."""
+        return self.shape[1] * self.shape[2]
+
+    @property
+    def n_bits(self) -> int:
+        return self.channels * self.levels * self.pixels
+
+    @property
+    def image_bytes(self) -> int:
+        return self.channels * self.pixels
+
+    def threshold_array(self) -> np.ndarray:
+        """Thresholds as uint8 ``[C, T]``."""
+        return np.array(self.thresholds, dtype=np.uint8)
+
+    def bit_sources(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every bit, the index of its byte in the flattened ``C*H*W`` image and its threshold.
+
+        Hardware builds its comparators from this; software encodes with it.
+        """
+        C, T, P = self.channels, self.levels, self.pixels
+        c = np.arange(C).repeat(T * P)
+        j = np.tile(np.arange(T).repeat(P), C)
+        p = np.tile(np.arange(P), C * T)
+        return (c * P + p).astype(np.int64), self.threshold_array()[c, j]
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images ``[N, C, H, W]`` (or ``[N, C*H*W]``) -> bool bits ``[N, n_bits]``."""
+        x = np.asarray(images)
+        if x.dtype != np.uint8:
+            raise TypeError(f"images must be uint8, not {x.dtype}")
+        x = x.reshape(len(x), -1)
+        if x.shape[1] != self.image_bytes:
+            raise ValueError(f"images must have {self.image_bytes} bytes each ({self.shape}), not {x.shape[1]}")
+        C, T, P = self.channels, self.levels, self.pixels
+        th = self.threshold_array()  # [C, T]
+        bits = x.reshape(-1, C, 1, P) > th.reshape(1, C, T, 1)
+        return bits.reshape(len(x), -1)
+
+    def encode_torch(self, images, device=None):
+        """Like :meth:`encode` on a torch uint8 tensor; returns float32 ``[N, n_bits]``."""
+        import torch
+        x = images.reshape(len(images), self.channels, 1, self.pixels)
+        th = torch.tensor(self.threshold_array(), dtype=torch.uint8, device=x.device).reshape(1, self.channels, self.levels, 1)
+        out = (x > th).reshape(len(images), -1).to(torch.float32)
+        return out if device is None else out.to(device)
+
+    def to_dict(self) -> dict:
+        return {"kind": "thermometer", "shape": list(self.shape), "thresholds": [list(t) for t in self.thresholds],
+                "bit_order": "((c*T + j)*H + y)*W + x, bit = pixel > threshold"}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ThermometerEncoding":
+        if d.get("kind", "thermometer") != "thermometer":
+            raise ValueError(f"unknown encoding kind {d.get('kind')!r}")
+        return cls(tuple(d["shape"]), tuple(tuple(t) for t in d["thresholds"]))

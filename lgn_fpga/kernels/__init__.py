@@ -1,0 +1,84 @@
+"""Logic-layer kernels behind one function, :func:`logic_layer`.
+
+Backends: ``reference`` (pure torch, always there), ``cpu`` (C + OpenMP via
+ctypes), ``triton`` (GPU).  ``auto`` picks triton for CUDA tensors, the C
+kernel for CPU tensors when it builds, and the reference otherwise.  GPU code
+is imported lazily so that nothing here needs triton or CUDA on a CPU machine.
+"""
+from __future__ import annotations
+
+import torch
+
+from . import reference
+
+__all__ = ["logic_layer", "available_backends", "resolve_backend", "BACKENDS"]
+
+BACKENDS = ("auto", "reference", "cpu", "triton")
+
+
+def available_backends() -> list[str]:
+    """Backends usable on this machine, fastest first."""
+    out = []
+    if torch.cuda.is_available():
+        try:
+            from . import triton_kernels  # noqa: F401
+            out.append("triton")
+        except Exception:
+            pass
+    try:
+        from . import cpu
+        if cpu.available():
+            out.append("cpu")
+    except Exception:
+        pass
+    out.append("reference")
+    return out
+
+
+def resolve_backend(backend: str, device) -> str:
+    """Name of the backend that runs for ``backend`` on ``device``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"kernel must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    dev = torch.device(device)
+    if backend != "auto":
+        return backend
+    avail = available_backends()
+    if dev.type == "cuda" and "triton" in avail:
+        return "triton"
+    if dev.type == "cpu" and "cpu" in avail:
+        return "cpu"
+    return "reference"
+
+
+def logic_layer(x, a, b, c, c_in=None, backend: str = "reference"):
+    """One logic layer, neuron-major.
+
+    Parameters
+    ----------
+    x : Tensor [F, B] float32
+        Inputs, one row per feature, one column per sample.
+    a, b : Tensor [N] int64
+        Indices of each neuron's two inputs (rows of ``x``).
+    c : Tensor [N, 4] float32
+        Gate coefficients ``(c0, c1, c2, c3)``; receives a gradient.
+    c_in : Tensor [N, 4] or None
+        Coefficients the *input* gradient flows through (no gradient of its
+        own); ``None`` means ``c``.
+    backend : str
+        A concrete backend name (see :func:`resolve_backend`).
+
+    Returns
+    -------
+    Tensor [N, B] float32
+    """
+    if backend == "auto":
+        backend = resolve_backend("auto", x.device)
+    if backend == "reference":
+        return reference.LogicFunction.apply(x, a, b, c, c_in)
+    if backend == "cpu":
+        from . import cpu
+        return cpu.LogicFunction.apply(x, a, b, c, c_in)
+    if backend == "triton":
+        from . import triton_kernels
+        return triton_kernels.LogicFunction.apply(x, a, b, c, c_in)
+    raise ValueError(f"kernel must be one of {', '.join(BACKENDS)}, not {backend!r}")

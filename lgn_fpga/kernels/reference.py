@@ -1,0 +1,57 @@
+"""Pure-PyTorch reference kernel in the 4-coefficient form (neuron-major layout).
+
+A layer computes, for every neuron ``n`` and sample ``s``::
+
+    y[n, s] = c0[n] + c1[n]*A + c2[n]*B + c3[n]*A*B,   A = x[a[n], s],  B = x[b[n], s]
+
+Backward (``g = dL/dy``)::
+
+    dc[n]  = sum_s g * (1, A, B, A*B)
+    dx[a[n], s] += g * (c1' + c3'*B);   dx[b[n], s] += g * (c2' + c3'*A)
+
+where ``c'`` is ``c_in`` (the coefficients the input gradient flows through)
+or ``c`` itself.  Only ``x``, the indices and the coefficients are saved; the
+gathers are recomputed in backward, so memory stays O(N*B) for the output only.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["forward", "backward", "LogicFunction"]
+
+
+def forward(x, a, b, c):
+    A = x.index_select(0, a)
+    B = x.index_select(0, b)
+    c0, c1, c2, c3 = (c[:, i:i + 1] for i in range(4))
+    return torch.addcmul(torch.addcmul(c0 + c1 * A, c2, B), c3, A * B)
+
+
+def backward(g, x, a, b, c_in, need_x=True, need_c=True):
+    A = x.index_select(0, a)
+    B = x.index_select(0, b)
+    gc = gx = None
+    if need_c:
+        gA = g * A
+        gc = torch.stack([g.sum(1), gA.sum(1), (g * B).sum(1), (gA * B).sum(1)], dim=1)
+    if need_x:
+        c1, c2, c3 = (c_in[:, i:i + 1] for i in (1, 2, 3))
+        gx = torch.zeros_like(x)
+        gx.index_add_(0, a, g * (c1 + c3 * B))
+        gx.index_add_(0, b, g * (c2 + c3 * A))
+    return gx, gc
+
+
+class LogicFunction(torch.autograd.Function):
+    """autograd.Function over :func:`forward` / :func:`backward`."""
+
+    @staticmethod
+    def forward(ctx, x, a, b, c, c_in):
+        ctx.save_for_backward(x, a, b, c if c_in is None else c_in)
+        return forward(x, a, b, c)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, a, b, c_in = ctx.saved_tensors
+        gx, gc = backward(g.contiguous(), x, a, b, c_in, ctx.needs_input_grad[0], ctx.needs_input_grad[3])
+        return gx, None, None, gc, None

@@ -1,0 +1,177 @@
+"""LogicLayer, GroupSum and LogicNet: the trainable network (neuron-major layout).
+
+Activations flow as ``[features, batch]`` tensors: each neuron's row is
+contiguous, which is what the fused kernels want.  Two training modes:
+
+* ``softmax`` (difflogic): forward mixes the 16 gates with ``softmax(z)``.
+* ``gumbel-ste`` (Mind the Gap): one Gumbel draw ``g`` per neuron per step,
+  shared by the batch; the forward evaluates the hard gate
+  ``argmax(z + s*g)`` *exactly*, the backward uses the gradient of
+  ``softmax((z + s*g) / tau_g)``.  ``s`` is the noise scale (1 in the paper).
+  Input gradients go through the sampled gate (``input_grad="hard"``, the
+  paper) or through the soft mixture (``input_grad="soft"``).
+
+Evaluation ("discretized") always uses ``argmax(z)``: that network is the
+netlist that gets deployed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..gates import NUM_GATES, PASS_A, torch_coeffs
+from ..kernels import logic_layer
+
+__all__ = ["Relaxation", "LogicLayer", "GroupSum", "LogicNet", "make_connections", "MODES"]
+
+MODES = ("softmax", "gumbel-ste")
+
+
+@dataclass
+class Relaxation:
+    """How a forward pass turns logits into gate coefficients.
+
+    ``kind`` is ``"soft"`` (softmax mixture), ``"sample"`` (Gumbel-STE hard
+    sample), or ``"hard"`` (argmax, no noise: the deployed network).
+    """
+
+    kind: str = "hard"
+    noise: float = 1.0          # scale of the Gumbel noise (kind="sample")
+    tau: float = 1.0            # softmax temperature of the surrogate gradient
+    input_grad: str = "hard"    # "hard": through the sampled gate; "soft": through the mixture
+    generator: torch.Generator | None = None
+
+
+def make_connections(in_dim: int, out_dim: int, scheme: str, gen: torch.Generator):
+    """Fixed random wiring of ``out_dim`` neurons to ``in_dim`` inputs.
+
+    ``random``: difflogic's scheme; the ``2*out_dim`` input slots cycle through a
+    random permutation of the inputs, so every input is used about equally often.
+    ``unique``: additionally no two neurons read the same unordered pair and no
+    neuron reads one input twice (needs ``out_dim <= in_dim*(in_dim-1)/2``).
+    """
+    if scheme == "random":
+        c = torch.randperm(2 * out_dim, generator=gen) % in_dim
+        c = torch.randperm(in_dim, generator=gen)[c]
+        return c[:out_dim].clone(), c[out_dim:].clone()
+    if scheme == "unique":
+        if in_dim < 2 or out_dim > in_dim * (in_dim - 1) // 2:
+            raise ValueError(f"'unique' connections need out_dim <= in_dim*(in_dim-1)/2, "
+                             f"not {out_dim} neurons over {in_dim} inputs")
+        a, b = make_connections(in_dim, out_dim, "random", gen)
+        seen: set = set()
+        a, b = a.tolist(), b.tolist()
+        for i in range(out_dim):
+            tries = 0
+            while a[i] == b[i] or (min(a[i], b[i]), max(a[i], b[i])) in seen:
+                b[i] = int(torch.randint(in_dim, (1,), generator=gen))
+                tries += 1
+                if tries > 64:  # rare: draw a fresh pair
+                    a[i] = int(torch.randint(in_dim, (1,), generator=gen))
+            seen.add((min(a[i], b[i]), max(a[i], b[i])))
+        return torch.tensor(a), torch.tensor(b)
+    raise ValueError(f"connections must be 'random' or 'unique', not {scheme!r}")
+
+
+class LogicLayer(nn.Module):
+    """``out_dim`` two-input gates over ``in_dim`` inputs, each with 16 logits.
+
+    Parameters
+    ----------
+    in_dim, out_dim : int
+    connections : {"random", "unique"}
+    init : {"normal", "residual"}
+        ``normal``: logits ~ N(0, 1).  ``residual``: N(0, 1) except the
+        pass-through-A logit, set to ``residual_logit`` (convolutional LGN paper).
+    generator : torch.Generator
+        Source of the wiring and the initial logits (reproducible from a seed).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, connections: str = "random", init: str = "normal",
+                 residual_logit: float = 5.0, generator: torch.Generator | None = None):
+        super().__init__()
+        gen = generator or torch.Generator().manual_seed(0)
+        self.in_dim, self.out_dim = int(in_dim), int(out_dim)
+        a, b = make_connections(self.in_dim, self.out_dim, connections, gen)
+        self.register_buffer("a", a.to(torch.int64))
+        self.register_buffer("b", b.to(torch.int64))
+        logits = torch.randn(self.out_dim, NUM_GATES, generator=gen)
+        if init == "residual":
+            logits[:, PASS_A] = residual_logit
+        elif init != "normal":
+            raise ValueError(f"init must be 'normal' or 'residual', not {init!r}")
+        self.logits = nn.Parameter(logits)
+        self.register_buffer("M", torch_coeffs(), persistent=False)
+
+    def coefficients(self, r: Relaxation):
+        """``(c, c_in)``: forward coefficients and those the input gradient uses."""
+        z = self.logits
+        if r.kind == "soft":
+            return torch.softmax(z, dim=-1) @ self.M, None
+        if r.kind == "hard":
+            return self.M[z.detach().argmax(-1)], None
+        if r.kind != "sample":
+            raise ValueError(f"relaxation kind must be soft, hard or sample, not {r.kind!r}")
+        if r.noise > 0:
+            # Gumbel(0, 1) = -log(E) with E ~ Exp(1); the clamp keeps log finite.
+            e = torch.empty(z.shape, device=z.device).exponential_(generator=r.generator)
+            g = -torch.log(e.clamp_min(1e-30))
+            zs = z + r.noise * g.to(z.dtype)
+        else:
+            zs = z
+        c_hard = self.M[zs.detach().argmax(-1)]
+        c_soft = torch.softmax(zs / r.tau, dim=-1) @ self.M
+        # c_soft - c_soft.detach() is exactly zero: the forward uses c_hard bit-exactly,
+        # the gradient w.r.t. c reaches the logits through the softmax (straight-through).
+        c = c_hard + (c_soft - c_soft.detach())
+        c_in = c_soft.detach() if r.input_grad == "soft" else None
+        return c, c_in
+
+    def forward(self, x, r: Relaxation, backend: str = "reference"):
+        c, c_in = self.coefficients(r)
+        return logic_layer(x, self.a, self.b, c, c_in, backend=backend)
+
+    def gate_ids(self) -> np.ndarray:
+        """The deployed gate of every neuron (argmax of its logits)."""
+        return self.logits.detach().argmax(-1).cpu().numpy().astype(np.uint8)
+
+
+class GroupSum(nn.Module):
+    """Class scores: popcount of ``k`` equal, contiguous groups of the last layer, divided by ``tau``."""
+
+    def __init__(self, k: int, tau: float = 1.0):
+        super().__init__()
+        self.k, self.tau = int(k), float(tau)
+
+    def forward(self, y):  # y: [N, B] -> [B, k]
+        N, B = y.shape
+        if N % self.k:
+            raise ValueError(f"last layer width {N} is not divisible by {self.k} classes")
+        return y.reshape(self.k, N // self.k, B).sum(1).t() / self.tau
+
+
+class LogicNet(nn.Module):
+    """Input bits -> logic layers -> GroupSum."""
+
+    def __init__(self, n_inputs: int, widths, n_classes: int, tau: float = 10.0, connections: str = "random",
+                 init: str = "normal", residual_logit: float = 5.0, seed: int = 0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(int(seed))
+        dims = [int(n_inputs)] + [int(w) for w in widths]
+        self.layers = nn.ModuleList(
+            LogicLayer(i, o, connections, init, residual_logit, gen) for i, o in zip(dims[:-1], dims[1:]))
+        self.group = GroupSum(n_classes, tau)
+
+    def forward(self, bits, r: Relaxation, backend: str = "reference"):
+        """``bits``: float ``[B, n_inputs]`` of 0/1 -> class scores ``[B, k]``."""
+        x = bits.t().contiguous()
+        for layer in self.layers:
+            x = layer(x, r, backend)
+        return self.group(x)
+
+    @property
+    def n_gates(self) -> int:
+        return sum(l.out_dim for l in self.layers)
