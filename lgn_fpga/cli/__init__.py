@@ -16,7 +16,6 @@ from ..errors import LgnError
 # name -> "module:attribute"; a new command adds one line here.
 COMMANDS = {
     "train": "lgn_fpga.cli.train:train",
-    "eval": "lgn_fpga.cli.train:eval_cmd",
     "info": "lgn_fpga.cli.train:info",
     "plot": "lgn_fpga.cli.train:plot",
 }

@@ -1,0 +1,63 @@
+# lgn-fpga: every target bootstraps what it needs (virtual env, pip packages, and, as root, apt packages).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LGN := $(VENV)/bin/lgn-fpga
+# The CPU build of torch (a local wheel on our machines; on yours pip fetches it). Override for CUDA:
+#   make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+APT_PACKAGES ?= iverilog verilator
+# Read the reference datasets in place when the shared folder sits beside the repository.
+ifneq ($(wildcard ../shared/data),)
+export LGN_FPGA_DATA ?= $(abspath ../shared/data)
+endif
+
+DEMO_RUN ?= runs/demo
+DEMO_OUT ?= out/demo
+PYTEST_ARGS ?=
+
+.PHONY: help venv sysdeps demo test test-all sim bench clean distclean
+
+help:
+	@echo "make demo   train the digits-tiny model with Gumbel-STE end to end and print a summary"
+	@echo "make test   run the test suite (everything but tests marked slow)"
+	@echo "make test-all  the whole suite, slow tests included"
+	@echo "make sim [MODEL=file.lgn]  hardware simulation == software, image by image"
+	@echo "make bench  benchmark tables (kernels, inference, HDL)"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import torch, amaranth, lgn_fpga" 
+	@touch $@
+
+venv: $(VENV)/.installed
+
+# Simulators for the cycle-accuracy tests: installed when missing and running as root, else a hint.
+sysdeps:
+	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing (apt)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	  else echo "note:$$missing not found; install with 'sudo apt install$$missing' (simulation tests skip without it)"; fi; \
+	fi
+
+demo: venv sysdeps
+	rm -rf $(DEMO_RUN)
+	$(LGN) train digits --config digits-tiny -o $(DEMO_RUN)
+
+test: venv sysdeps
+	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+test-all: venv sysdeps
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs/demo out build sim_build .pytest_cache
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,207 @@
+"""``lgn-fpga train``, ``info`` and ``plot``."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import CheckpointError, ConfigError
+
+_OVERRIDES = [
+    # (option, config key, type, help)
+    ("--mode", "mode", click.Choice(["gumbel-ste", "softmax"]), "Training mode (default: gumbel-ste)."),
+    ("--recipe", "recipe", click.Choice(["seed", "scaled", "noiseless", "softmax"]),
+     "Named preset of the method's knobs: seed = the paper exactly (noise 1, input grads through the sampled "
+     "gate); scaled = noise 0.3, soft input grads (default); noiseless = noise 0; softmax = difflogic."),
+    ("--steps", "steps", int, "Training steps (default 3000)."),
+    ("--epochs", "epochs", float, "Train for this many epochs instead of --steps."),
+    ("--batch-size", "batch_size", int, "Batch size (default 128)."),
+    ("--lr", "lr", float, "AdamW learning rate (default 0.01)."),
+    ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0)."),
+    ("--layers", "layers", int, "Number of logic layers."),
+    ("--width", "width", int, "Neurons per layer."),
+    ("--thresholds", "thresholds", int, "Thermometer thresholds per channel (1, 3, 7, 15, 31, ...)."),
+    ("--group-tau", "group_tau", float, "GroupSum temperature."),
+    ("--noise", "noise", float, "Gumbel noise scale (the paper: 1.0)."),
+    ("--noise-final", "noise_final", float, "End value of the noise schedule."),
+    ("--noise-schedule", "noise_schedule", click.Choice(["constant", "linear", "cosine"]), "Noise schedule."),
+    ("--gumbel-tau", "gumbel_tau", float, "Temperature of the surrogate softmax gradient."),
+    ("--input-grad", "input_grad", click.Choice(["hard", "soft"]),
+     "Input gradients through the sampled gate (hard, the paper) or the softmax mixture (soft)."),
+    ("--connections", "connections", click.Choice(["random", "unique"]), "Wiring scheme."),
+    ("--init", "init", click.Choice(["normal", "residual"]), "Logit initialization."),
+    ("--seed", "seed", int, "Seed of wiring, initialization, data order and noise."),
+    ("--eval-every", "eval_every", int, "Steps between validation evaluations and checkpoints."),
+    ("--val-size", "val_size", float, "Validation images (>=1) or fraction (<1) carved from the training set."),
+    ("--kernel", "kernel", click.Choice(["auto", "reference", "cpu", "triton"]),
+     "Layer kernel: auto = triton on a GPU, C on a CPU, else reference."),
+    ("--device", "device", str, "auto, cpu or cuda[:N]."),
+    ("--threads", "threads", int, "CPU threads (torch and the C kernel)."),
+]
+
+
+def _add_overrides(f):
+    for opt, key, typ, hlp in reversed(_OVERRIDES):
+        f = click.option(opt, key, type=typ, default=None, help=hlp)(f)
+    return f
+
+
+def _parse_set(pairs) -> dict:
+    import yaml
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set takes KEY=VALUE, not {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip().replace("-", "_")] = yaml.safe_load(v)
+    return out
+
+
+def _default_run_dir(cfg) -> Path:
+    return Path("runs") / f"{cfg.dataset}-{cfg.recipe or cfg.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@click.command()
+@click.argument("dataset", required=False)
+@click.option("-c", "--config", "config_path", help="Recipe YAML: a path or a name in configs/ (e.g. digits-tiny).")
+@_add_overrides
+@click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Dataset folder (default: $LGN_FPGA_DATA, "
+              "then ~/.cache/lgn-fpga/data; missing data is downloaded there).")
+@click.option("-o", "--run-dir", type=click.Path(file_okay=False), help="Run directory (default runs/<dataset>-<recipe>-<time>).")
+@click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped "
+              "(--steps may raise its total).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **overrides):
+    """Train a logic gate network on DATASET (digits, mnist, fashion-mnist, cifar10).
+
+    Writes a run directory with the resolved config, metrics.jsonl, checkpoint.pt (latest, for --resume)
+    and best.pt (best validation accuracy of the discretized network). Validation accuracy is printed
+    during training; the test split is evaluated once, at the end. Ctrl-C saves a checkpoint.
+
+    \b
+    Examples:
+      lgn-fpga train digits --config digits-tiny
+      lgn-fpga train mnist --config mnist-s --mode softmax --steps 2000
+      lgn-fpga train cifar10 --config configs/cifar10-s.yaml --recipe seed
+      lgn-fpga train --resume -o runs/mnist-scaled-20261128-101500 --steps 10000
+    """
+    from ..train.config import load_yaml, resolve_config
+    from ..train.loop import Trainer
+
+    ydict = load_yaml(config_path) if config_path else {}
+    cli = {k: v for k, v in overrides.items() if v is not None}
+    if overrides.get("val_size") is not None and overrides["val_size"] >= 1:
+        cli["val_size"] = int(overrides["val_size"])
+    cli.update(_parse_set(set_pairs))
+    if dataset:
+        cli["dataset"] = dataset
+    if data_dir:
+        cli["data_dir"] = data_dir
+    if resume:
+        if not run_dir:
+            raise ConfigError("--resume needs --run-dir/-o RUN (the run to continue)")
+        cfg = resolve_config({}, {k: v for k, v in cli.items() if k == "steps"})
+        if "steps" not in cli:
+            cfg.steps = 0
+    else:
+        cfg = resolve_config(ydict, cli, source=str(config_path or "config"))
+    rd = Path(run_dir) if run_dir else _default_run_dir(cfg)
+    t = Trainer(cfg, rd, resume=resume, progress=not quiet)
+    c = t.cfg
+    click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {len(c.widths_list())} x "
+               f"{c.widths_list()[0]} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
+               + (f", resuming at step {t.step}" if resume else ""), err=True)
+    try:
+        last = t.train()
+    except KeyboardInterrupt:
+        click.echo(f"interrupted at step {t.step}; checkpoint saved. Continue with: "
+                   f"lgn-fpga train --resume -o {rd}", err=True)
+        sys.exit(130)
+    rec = t.test()
+    click.echo(f"test accuracy {100 * rec['test_acc_discrete']:.2f}% (discretized, best val checkpoint at step "
+               f"{rec['step']}), train-mode {100 * rec['test_acc_train_mode']:.2f}%, gap "
+               f"{100 * rec['gap']:+.2f} pp, unused gates {100 * rec['unused_frac']:.1f}%, constant gates "
+               f"{100 * rec['const_frac']:.1f}%, {rec['gates']} gates, {t.elapsed:.0f} s training")
+    click.echo(f"run directory: {rd}")
+
+
+def _read_metrics(run: Path) -> list[dict]:
+    p = run / "metrics.jsonl"
+    if not p.is_file():
+        raise CheckpointError(f"{run} has no metrics.jsonl; is it a run directory made by 'lgn-fpga train'?")
+    out = []
+    for i, line in enumerate(p.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise CheckpointError(f"{p}: line {i} is not JSON (file damaged?)") from None
+    return out
+
+
+@click.command()
+@click.argument("run", type=click.Path())
+def info(run):
+    """Summarize a run directory: config, progress, best validation and test accuracy, gate usage."""
+    from ..train.checkpoint import load_checkpoint
+    run = Path(run)
+    st = load_checkpoint(run, "checkpoint.pt")
+    cfg = st["config"]
+    ms = _read_metrics(run) if (run / "metrics.jsonl").exists() else []
+    val = [m for m in ms if "val_acc_discrete" in m]
+    test = [m for m in ms if m.get("split") == "test"]
+    widths = cfg.get("widths") or [cfg["width"]] * cfg["layers"]
+    click.echo(f"run          {run}")
+    click.echo(f"dataset      {cfg['dataset']} ({len(st['classes'])} classes), thresholds {cfg['thresholds']}")
+    click.echo(f"network      {len(widths)} layers x {widths[0]} = {sum(widths)} gates, {cfg['connections']} wiring, "
+               f"{cfg['init']} init, group tau {cfg['group_tau']}")
+    knobs = "" if cfg["mode"] == "softmax" else (f": noise {cfg['noise']} ({cfg['noise_schedule']}), gumbel tau "
+                                                  f"{cfg['gumbel_tau']}, input grad {cfg['input_grad']}")
+    click.echo(f"method       {cfg['mode']} (recipe {cfg['recipe']}){knobs}")
+    click.echo(f"optimizer    AdamW lr {cfg['lr']}, batch {cfg['batch_size']}, seed {cfg['seed']}")
+    click.echo(f"progress     step {st['step']} / {cfg['steps']}, {st.get('elapsed', 0):.0f} s training")
+    if val:
+        b = max(val, key=lambda m: m["val_acc_discrete"])
+        l = val[-1]
+        click.echo(f"validation   best {100 * b['val_acc_discrete']:.2f}% at step {b['step']}; last: "
+                   f"{100 * l['val_acc_discrete']:.2f}% discretized, {100 * l['val_acc_train_mode']:.2f}% train-mode, "
+                   f"gap {100 * l['gap']:+.2f} pp, unused {100 * l['unused_frac']:.1f}%, const {100 * l['const_frac']:.1f}%")
+    if test:
+        t = test[-1]
+        click.echo(f"test         {100 * t['test_acc_discrete']:.2f}% discretized (step {t['step']}), gap "
+                   f"{100 * t['gap']:+.2f} pp")
+    code = st.get("code", {})
+    click.echo(f"code         lgn_fpga {code.get('lgn_fpga')} {code.get('git_commit', '')}".rstrip())
+
+
+@click.command()
+@click.argument("runs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", default="curves.png", show_default=True, help="PNG file to write.")
+def plot(runs, output):
+    """Plot validation curves of one or more runs side by side (accuracy, gap, unused gates)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from ..train.checkpoint import atomic_write_bytes
+    import io
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for r in runs:
+        ms = [m for m in _read_metrics(Path(r)) if "val_acc_discrete" in m]
+        if not ms:
+            raise CheckpointError(f"{r} has no validation records yet")
+        s = [m["step"] for m in ms]
+        label = Path(r).name
+        axes[0].plot(s, [100 * m["val_acc_discrete"] for m in ms], label=f"{label} discretized")
+        axes[0].plot(s, [100 * m["val_acc_train_mode"] for m in ms], "--", label=f"{label} train-mode")
+        axes[1].plot(s, [100 * m["gap"] for m in ms], label=label)
+        axes[2].plot(s, [100 * m["unused_frac"] for m in ms], label=label)
+    for ax, t in zip(axes, ["validation accuracy (%)", "discretization gap (pp)", "unused gates (%)"]):
+        ax.set_title(t); ax.set_xlabel("step"); ax.grid(alpha=0.3); ax.legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.tight_layout(); fig.savefig(buf, format="png", dpi=110)
+    atomic_write_bytes(output, buf.getvalue())
+    click.echo(f"wrote {output}")

@@ -1,0 +1,26 @@
+"""Trained model -> netlist: the argmax gate of every neuron (imports torch lazily)."""
+from __future__ import annotations
+
+from ..data.encoding import ThermometerEncoding
+from .ir import Netlist
+
+__all__ = ["from_model", "from_run"]
+
+
+def from_model(model, encoding: ThermometerEncoding, class_names=None, meta=None) -> Netlist:
+    """Netlist of a :class:`~lgn_fpga.train.model.LogicNet` (raw: nothing optimized)."""
+    ops = [l.gate_ids() for l in model.layers]
+    a = [l.a.detach().cpu().numpy() for l in model.layers]
+    b = [l.b.detach().cpu().numpy() for l in model.layers]
+    return Netlist.from_layered(encoding, ops, a, b, model.group.k, class_names=class_names, meta=meta)
+
+
+def from_run(path, prefer: str = "best.pt") -> Netlist:
+    """Netlist of a run directory (its ``best.pt`` by default) or a checkpoint file."""
+    from ..train.checkpoint import load_checkpoint
+    from ..train.loop import model_from_state
+    state = load_checkpoint(path, prefer)
+    model, enc = model_from_state(state)
+    meta = {"source": state["path"], "step": state["step"], "dataset": state["config"].get("dataset"),
+            "mode": state["config"].get("mode"), "recipe": state["config"].get("recipe")}
+    return from_model(model, enc, state["classes"], meta)

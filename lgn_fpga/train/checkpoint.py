@@ -1,0 +1,92 @@
+"""Run directories and checkpoints.
+
+A run directory holds::
+
+    config.yaml      the resolved configuration (every key, after YAML and CLI overrides)
+    meta.json        code version (package version, git commit), command line, host, start time
+    metrics.jsonl    one JSON object per evaluation (and a final "test" record)
+    checkpoint.pt    the latest state: model, optimizer, step, RNG and data-order state
+    best.pt          the model with the best validation discretized accuracy so far
+
+Checkpoints are written to a temporary file and renamed, so an interrupted
+write never destroys the previous one.
+"""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+
+__all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "find_checkpoint", "atomic_write_bytes",
+           "atomic_write_text"]
+
+CHECKPOINT_FORMAT = "lgn-fpga-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """Save ``state`` (with format tag and version added) atomically."""
+    buf = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def find_checkpoint(path, prefer: str = "checkpoint.pt") -> Path:
+    """A checkpoint file from a run directory (``prefer`` inside it) or a ``.pt`` path."""
+    p = Path(path)
+    if p.is_dir():
+        for name in (prefer, "checkpoint.pt", "best.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"{p} holds no checkpoint.pt or best.pt; is it a run directory made by 'lgn-fpga train'?")
+    if not p.exists():
+        raise CheckpointError(f"{p} does not exist; pass a run directory or a .pt checkpoint")
+    return p
+
+
+def load_checkpoint(path, prefer: str = "checkpoint.pt") -> dict:
+    """Load and check a checkpoint; one clear error for anything unreadable."""
+    p = find_checkpoint(path, prefer)
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"{p} is not a readable checkpoint ({type(e).__name__}); it may be truncated or "
+                              f"corrupt: use best.pt or train again") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{p} is not an lgn-fpga checkpoint")
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{p} has checkpoint version {state.get('version')}, this lgn-fpga reads "
+                              f"version {CHECKPOINT_VERSION}")
+    for key in ("config", "model", "encoding", "classes", "step"):
+        if key not in state:
+            raise CheckpointError(f"{p} lacks '{key}'; it is incomplete")
+    state["path"] = str(p)
+    return state

@@ -1,0 +1,198 @@
+"""Training configuration: a dataclass with defaults, overridden by a recipe, YAML, then the command line.
+
+Precedence, lowest first: dataclass defaults < the YAML file's ``recipe`` <
+the YAML file's keys < ``--recipe`` on the command line < other command-line
+options.  A recipe is a named set of the method's knobs (see :data:`RECIPES`),
+so ``--recipe seed`` reproduces the paper's exact setting whatever the file says.
+"""
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import yaml
+
+from ..errors import ConfigError
+
+__all__ = ["TrainConfig", "RECIPES", "DEFAULT_RECIPE", "resolve_config", "load_yaml", "CONFIG_DIR"]
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+
+
+@dataclass
+class TrainConfig:
+    # -- data ---------------------------------------------------------------
+    dataset: str = "digits"
+    data_dir: str | None = None        # None: $LGN_FPGA_DATA, then the download cache
+    val_size: float | None = None      # images (>=1) or fraction (<1) from the end of train; None: dataset default
+    thresholds: int | list = 3         # per channel: a count (uniform on 0..255) or explicit integer thresholds
+    # -- architecture ---------------------------------------------------------
+    layers: int = 4
+    width: int = 1000                  # neurons per layer (a multiple of the class count for the last layer)
+    widths: list | None = None         # explicit per-layer widths; overrides layers x width
+    connections: str = "random"        # "random" (difflogic's balanced wiring) or "unique" (no repeated pairs)
+    init: str = "normal"               # "normal": logits ~ N(0,1); "residual": pass-through-A logit set high
+    residual_logit: float = 5.0        # the pass-through-A logit under init=residual (conv-LGN paper: 5)
+    group_tau: float = 10.0            # GroupSum temperature: scores = popcount / tau
+    # -- method ------------------------------------------------------------------
+    mode: str = "gumbel-ste"           # "gumbel-ste" (the method we ship) or "softmax" (difflogic baseline)
+    recipe: str | None = None          # named preset of the knobs below (see RECIPES)
+    noise: float = 0.3                 # Gumbel noise scale; the paper uses 1.0 (fails at FPGA scale, see README)
+    noise_final: float | None = None   # end value of the noise schedule; None: constant
+    noise_schedule: str = "constant"   # "constant", "linear" or "cosine" from noise to noise_final
+    gumbel_tau: float = 1.0            # temperature of the surrogate softmax gradient (paper: 1.0)
+    input_grad: str = "soft"           # "hard": through the sampled gate (paper); "soft": through the softmax mix
+    # -- optimization ------------------------------------------------------------
+    lr: float = 0.01                   # AdamW, as in difflogic and the paper
+    weight_decay: float = 0.0
+    batch_size: int = 128
+    steps: int = 3000
+    epochs: float | None = None        # if set, steps = ceil(epochs * train_images / batch_size)
+    seed: int = 0
+    # -- bookkeeping ---------------------------------------------------------------
+    eval_every: int = 500              # steps between validation evaluations and checkpoints
+    eval_batch: int = 4096
+    kernel: str = "auto"               # "auto", "reference", "cpu" (C/OpenMP) or "triton" (GPU)
+    device: str = "auto"               # "auto": CUDA when available, else CPU
+    threads: int | None = None         # CPU threads for torch and the C kernel; None: torch's default
+
+    def widths_list(self) -> list[int]:
+        return [int(w) for w in self.widths] if self.widths else [int(self.width)] * int(self.layers)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+#: Named presets of the method's knobs.  Numbers behind the default are in the README.
+RECIPES: dict[str, dict] = {
+    # "Mind the Gap" exactly: full-scale Gumbel noise, tau 1, input gradients through the sampled gate.
+    "seed": dict(mode="gumbel-ste", noise=1.0, noise_final=None, noise_schedule="constant", gumbel_tau=1.0,
+                 input_grad="hard"),
+    # Ours: the same straight-through estimator with the noise scaled down and the input gradient taken
+    # through the softmax mixture; learns at FPGA scale where the seed recipe does not.
+    "scaled": dict(mode="gumbel-ste", noise=0.3, noise_final=None, noise_schedule="constant", gumbel_tau=1.0,
+                   input_grad="soft"),
+    # Hard forward with no noise at all: zero gap by construction, soft gradients.
+    "noiseless": dict(mode="gumbel-ste", noise=0.0, noise_final=None, noise_schedule="constant", gumbel_tau=1.0,
+                      input_grad="soft"),
+    # difflogic's softmax relaxation, the baseline.
+    "softmax": dict(mode="softmax"),
+}
+DEFAULT_RECIPE = "scaled"
+
+_CHOICES = {
+    "mode": ("gumbel-ste", "softmax"), "connections": ("random", "unique"), "init": ("normal", "residual"),
+    "noise_schedule": ("constant", "linear", "cosine"), "input_grad": ("hard", "soft"),
+    "kernel": ("auto", "reference", "cpu", "triton"), "recipe": tuple(RECIPES) + (None,),
+}
+_POSITIVE = {"layers", "width", "batch_size", "steps", "eval_every", "eval_batch", "group_tau", "gumbel_tau", "lr"}
+
+
+def _type_ok(value, tp) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, t) for t in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is list or origin is list:
+        return isinstance(value, list)
+    return True
+
+
+def _type_name(tp) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(t) for t in typing.get_args(tp))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false", list: "a list",
+            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _hints():
+    return typing.get_type_hints(TrainConfig)
+
+
+def _check_keys(d: dict, source: str) -> None:
+    hints = _hints()
+    for key, value in d.items():
+        if key not in hints:
+            close = difflib.get_close_matches(key, hints, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(hints)}"
+            raise ConfigError(f"unknown key '{key}' in {source}{hint}")
+        if not _type_ok(value, hints[key]):
+            want = _type_name(hints[key])
+            raise ConfigError(f"key '{key}' in {source} must be {want}, not {value!r}")
+        if key in _CHOICES and value not in _CHOICES[key]:
+            raise ConfigError(f"key '{key}' in {source} must be one of "
+                              f"{', '.join(str(c) for c in _CHOICES[key] if c)}, not {value!r}")
+        if key in _POSITIVE and value is not None and value <= 0:
+            raise ConfigError(f"key '{key}' in {source} must be positive, not {value!r}")
+
+
+def load_yaml(path) -> dict:
+    """Read a recipe YAML file (a path, or a name from configs/ such as ``digits-tiny``)."""
+    p = Path(path)
+    if not p.exists() and not p.suffix and (CONFIG_DIR / f"{path}.yaml").exists():
+        p = CONFIG_DIR / f"{path}.yaml"
+    if not p.is_file():
+        avail = ", ".join(sorted(q.stem for q in CONFIG_DIR.glob("*.yaml"))) if CONFIG_DIR.is_dir() else "none"
+        raise ConfigError(f"config file {path} not found (built-in configs: {avail})")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{p} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p} must hold a mapping of keys to values, not {type(d).__name__}")
+    _check_keys(d, str(p))
+    return d
+
+
+def resolve_config(yaml_dict: dict | None = None, cli: dict | None = None, source: str = "config") -> TrainConfig:
+    """Merge defaults, recipes, a YAML mapping and command-line overrides into a checked config."""
+    yaml_dict = dict(yaml_dict or {})
+    cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    _check_keys(yaml_dict, source)
+    _check_keys(cli, "command line")
+    merged: dict = {}
+    for layer in (yaml_dict, cli):
+        if layer.get("recipe"):
+            merged.update(RECIPES[layer["recipe"]])
+        merged.update(layer)
+    if "recipe" not in merged:
+        # No recipe named anywhere: the default (or the softmax baseline) fills the knobs nobody set.
+        name = "softmax" if merged.get("mode") == "softmax" else DEFAULT_RECIPE
+        merged = {**RECIPES[name], "recipe": name, **merged}
+    cfg = TrainConfig(**merged)
+    if cfg.mode == "softmax":
+        cfg.recipe = "softmax"  # the Gumbel knobs don't apply; don't let a gumbel recipe name stick
+    if cfg.noise < 0 or (cfg.noise_final is not None and cfg.noise_final < 0):
+        raise ConfigError(f"noise must be >= 0, not {cfg.noise!r}")
+    if cfg.noise_schedule != "constant" and cfg.noise_final is None:
+        raise ConfigError(f"noise_schedule '{cfg.noise_schedule}' needs noise_final (the value it ends at)")
+    if cfg.widths is not None and (not cfg.widths or any(not isinstance(w, int) or w <= 0 for w in cfg.widths)):
+        raise ConfigError(f"widths must be a list of positive integers, not {cfg.widths!r}")
+    return cfg
+
+
+def noise_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """Noise scale at ``step`` of ``total`` under the configured schedule."""
+    if cfg.noise_schedule == "constant" or cfg.noise_final is None:
+        return float(cfg.noise)
+    t = min(max(step / max(total - 1, 1), 0.0), 1.0)
+    if cfg.noise_schedule == "linear":
+        w = t
+    else:  # cosine
+        import math
+        w = 0.5 * (1 - math.cos(math.pi * t))
+    return float(cfg.noise + (cfg.noise_final - cfg.noise) * w)
