@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..fileio import atomic_write_bytes
 
 __all__ = ["Split", "DataBundle", "load", "DATASETS", "data_dirs", "read_idx"]
 
@@ -98,14 +99,6 @@ def _download(url: str, md5: str | None) -> bytes:
     if md5 and _md5(data) != md5:
         raise OSError(f"checksum mismatch for {url} (md5 {_md5(data)}, expected {md5})")
     return data
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 # -- IDX (MNIST, Fashion-MNIST) ---------------------------------------------------
@@ -179,7 +172,7 @@ def _download_idx(name: str) -> dict:
                 data = _download(base + stem + ".gz", None)
                 if _md5(gzip.decompress(data)) != src["md5"][key]:
                     raise OSError(f"checksum mismatch for {base + stem}.gz")
-                _atomic_write(path, data)
+                atomic_write_bytes(path, data)
                 out[key] = path
                 break
             except OSError as e:

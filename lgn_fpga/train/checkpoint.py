@@ -14,42 +14,18 @@ write never destroys the previous one.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
 from ..errors import CheckpointError
+from ..fileio import atomic_write_bytes, atomic_write_text
 
 __all__ = ["CHECKPOINT_FORMAT", "save_checkpoint", "load_checkpoint", "find_checkpoint", "atomic_write_bytes",
            "atomic_write_text"]
 
 CHECKPOINT_FORMAT = "lgn-fpga-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_text(path, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
 
 
 def save_checkpoint(path, state: dict) -> None:
