@@ -4,11 +4,15 @@ Backends: ``reference`` (pure torch, always there), ``cpu`` (C + OpenMP via
 ctypes), ``triton`` (GPU).  ``auto`` picks triton for CUDA tensors, the C
 kernel for CPU tensors when it builds, and the reference otherwise.  GPU code
 is imported lazily so that nothing here needs triton or CUDA on a CPU machine.
+Layout, algorithms and measurements: docs/kernels.md.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
+from ..errors import LgnError
 from . import reference
 
 __all__ = ["logic_layer", "available_backends", "resolve_backend", "BACKENDS"]
@@ -36,18 +40,38 @@ def available_backends() -> list[str]:
 
 
 def resolve_backend(backend: str, device) -> str:
-    """Name of the backend that runs for ``backend`` on ``device``."""
+    """Name of the backend that runs for ``backend`` on ``device``.
+
+    ``auto``: triton on a CUDA device, the C kernel on the CPU when it
+    builds, else the reference.  A concrete name is checked against the
+    device, and an unusable one raises :class:`~lgn_fpga.errors.LgnError`
+    saying why and what to use instead.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"kernel must be one of {', '.join(BACKENDS)}, not {backend!r}")
     dev = torch.device(device)
-    if backend != "auto":
-        return backend
-    avail = available_backends()
-    if dev.type == "cuda" and "triton" in avail:
-        return "triton"
-    if dev.type == "cpu" and "cpu" in avail:
-        return "cpu"
-    return "reference"
+    if backend == "auto":
+        avail = available_backends()
+        if dev.type == "cuda" and "triton" in avail:
+            return "triton"
+        if dev.type == "cpu" and "cpu" in avail:
+            return "cpu"
+        return "reference"
+    if backend == "cpu":
+        if dev.type != "cpu":
+            raise LgnError(f"kernel 'cpu' runs on the CPU, not on {dev}; use --kernel auto or triton")
+        from . import cpu
+        if not cpu.available():
+            raise LgnError(f"kernel 'cpu' is unavailable: {cpu.unavailable_reason()}; use --kernel reference")
+    if backend == "triton":
+        interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+        if dev.type != "cuda" and not interpret:
+            raise LgnError(f"kernel 'triton' needs a CUDA GPU, not {dev}; use --kernel auto or cpu")
+        try:
+            from . import triton_kernels  # noqa: F401
+        except ImportError as e:
+            raise LgnError(f"kernel 'triton' needs triton ({e}); pip install triton, or use --kernel auto") from None
+    return backend
 
 
 def logic_layer(x, a, b, c, c_in=None, backend: str = "reference"):

@@ -1,0 +1,302 @@
+"""C/OpenMP logic-layer kernel for CPUs, built at first use and loaded through ctypes.
+
+The source is ``logic_cpu.c`` beside this file.  At first use it is compiled
+with the system C compiler (``$CC``, else ``cc``) into a per-user cache
+directory (``$LGN_FPGA_CACHE``, else ``$XDG_CACHE_HOME/lgn-fpga`` or
+``~/.cache/lgn-fpga``), under a name keyed by a hash of the source, the
+compiler, its flags and (for ``-march=native``) the CPU, so a changed source or
+machine gets a fresh build and concurrent first uses cannot clash.  No torch
+C++ extension and no CUDA toolkit are involved.
+
+Threads: ``LGN_FPGA_THREADS`` when set, else ``torch.get_num_threads()``.
+
+Flag sets are tried from the fastest down (``-march=native -fopenmp`` first);
+one that fails leaves a ``.failed`` marker so that later processes go straight
+to the next (delete the cache directory to retry).  If no compiler works,
+:func:`available` is False and :func:`unavailable_reason` says why;
+``backend="auto"`` then falls back to the reference kernel.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+from ..errors import LgnError
+from .reverse_index import reverse_index
+
+__all__ = ["available", "unavailable_reason", "library_info", "num_threads", "forward", "backward",
+           "LogicFunction", "build"]
+
+SOURCE = Path(__file__).with_name("logic_cpu.c")
+ABI_VERSION = 1
+
+_c_void_p = ctypes.c_void_p
+_i64 = ctypes.c_int64
+_int = ctypes.c_int
+
+_lock = threading.Lock()
+_state: dict = {}   # "lib", "reason", "info": filled once per process by _load()
+
+
+def cache_dir() -> Path:
+    """Directory of the built libraries (created on demand)."""
+    d = os.environ.get("LGN_FPGA_CACHE")
+    if d:
+        return Path(d).expanduser() / "kernels"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lgn-fpga" / "kernels"
+
+
+def _cpu_fingerprint() -> str:
+    """What ``-march=native`` depends on: the CPU model and its feature flags."""
+    parts = [platform.machine(), platform.processor()]
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key = line.split(":", 1)[0].strip()
+                if key in ("model name", "flags", "Features", "CPU part") and line not in parts:
+                    parts.append(line.strip())
+                if key in ("flags", "Features"):
+                    break
+    except OSError:
+        pass
+    return "\n".join(parts)
+
+
+def _compiler_id(cc: list[str]) -> str:
+    try:
+        out = subprocess.run(cc + ["--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.splitlines()[0] if out.stdout else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+# Tried in order until one builds.  -ffp-contract=off: no fused multiply-add, so the rounding
+# of the forward is the one written in the source on every machine.
+_FLAG_SETS = (
+    ["-O3", "-march=native", "-fopenmp"],
+    ["-O3", "-fopenmp"],
+    ["-O3", "-march=native", "-fopenmp-simd"],   # no OpenMP runtime (e.g. Apple clang): one thread, SIMD kept
+    ["-O3", "-march=native"],
+    ["-O2"],
+)
+_COMMON = ["-std=c11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno"]
+
+
+def build(cc: str | None = None, directory: Path | None = None) -> tuple[Path | None, str, list[str]]:
+    """Compile ``logic_cpu.c`` (or find it already built).
+
+    Parameters
+    ----------
+    cc : str, optional
+        Compiler command (may contain arguments); default ``$CC`` or ``cc``.
+    directory : Path, optional
+        Cache directory; default :func:`cache_dir`.
+
+    Returns
+    -------
+    (path, reason, flags)
+        ``path`` of the shared library, or None with ``reason`` saying why
+        nothing could be built; ``flags`` are those the library was built with.
+    """
+    cc_cmd = shlex.split(cc if cc is not None else os.environ.get("CC") or "cc")
+    if not cc_cmd or shutil.which(cc_cmd[0]) is None:
+        name = cc_cmd[0] if cc_cmd else "''"
+        return None, (f"no C compiler found ({name!r} is not on PATH); install gcc or clang, "
+                      f"or set CC to one"), []
+    directory = Path(directory) if directory is not None else cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return None, f"cannot create the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
+    src = SOURCE.read_bytes()
+    extra = shlex.split(os.environ.get("LGN_FPGA_CFLAGS", ""))
+    cid = _compiler_id(cc_cmd)
+    suffix = ".dylib" if platform.system() == "Darwin" else ".so"
+    errors = []
+    for flags in _FLAG_SETS:
+        flags = flags + _COMMON + extra
+        h = hashlib.sha256()
+        for part in (src, " ".join(cc_cmd).encode(), cid.encode(), " ".join(flags).encode()):
+            h.update(part)
+            h.update(b"\0")
+        if "-march=native" in flags:
+            h.update(_cpu_fingerprint().encode())
+        out = directory / f"logic_cpu-{h.hexdigest()[:20]}{suffix}"
+        failed = out.with_suffix(".failed")   # a flag set that failed once is not retried by every process
+        if out.exists():
+            return out, "", flags
+        if failed.exists():
+            errors.append(f"{' '.join(flags[:3])}: {failed.read_text().strip()} (cached in {failed.name})")
+            continue
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=out.stem + ".", suffix=suffix + ".tmp", dir=directory)
+            os.close(fd)
+        except OSError as e:
+            return None, f"cannot write to the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
+        try:
+            proc = subprocess.run(cc_cmd + flags + ["-o", tmp, str(SOURCE)], capture_output=True, text=True,
+                                  timeout=300)
+            if proc.returncode == 0:
+                os.replace(tmp, out)  # atomic: a concurrent build of the same key writes the same bytes
+                return out, "", flags
+            msg = (proc.stderr or proc.stdout).strip().splitlines()
+            msg = msg[-1] if msg else f"exit {proc.returncode}"
+            errors.append(f"{' '.join(flags[:3])}: {msg}")
+            try:
+                failed.write_text(msg + "\n")
+            except OSError:
+                pass
+        except (OSError, subprocess.SubprocessError) as e:
+            errors.append(f"{' '.join(flags[:3])}: {e}")
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    return None, f"{cc_cmd[0]} could not build {SOURCE.name}: " + "; ".join(errors), []
+
+
+def _load():
+    with _lock:
+        if _state:
+            return _state.get("lib")
+        path, reason, flags = build()
+        lib = None
+        if path is not None:
+            try:
+                lib = ctypes.CDLL(str(path))
+                if lib.lgn_abi_version() != ABI_VERSION:
+                    lib, reason = None, f"{path} has ABI {lib.lgn_abi_version()}, expected {ABI_VERSION}"
+            except OSError as e:
+                lib, reason = None, f"cannot load {path}: {e}"
+        if lib is not None:
+            p = _c_void_p
+            lib.lgn_forward.argtypes = [p, _i64, p, p, p, p, _i64, _int]
+            lib.lgn_forward.restype = None
+            lib.lgn_backward_c.argtypes = [p, _i64, p, p, p, p, _i64, _int]
+            lib.lgn_backward_c.restype = None
+            lib.lgn_backward_xc.argtypes = [p, _i64, _i64, p, p, p, p, p, p, p, p, _int]
+            lib.lgn_backward_xc.restype = None
+            _state["info"] = {"path": str(path), "flags": flags, "openmp": bool(lib.lgn_has_openmp())}
+        _state["lib"] = lib
+        _state["reason"] = reason
+        return lib
+
+
+def available() -> bool:
+    """Whether the C kernel is built (building it now if needed) and loadable."""
+    return _load() is not None
+
+
+def unavailable_reason() -> str:
+    """Why :func:`available` is False ('' when it is True)."""
+    _load()
+    return _state.get("reason", "")
+
+
+def library_info() -> dict:
+    """``{"path", "flags", "openmp"}`` of the loaded library (empty when unavailable)."""
+    _load()
+    return dict(_state.get("info", {}))
+
+
+def num_threads() -> int:
+    """Threads the C kernel uses: ``LGN_FPGA_THREADS`` if set, else ``torch.get_num_threads()``."""
+    v = os.environ.get("LGN_FPGA_THREADS")
+    if v:
+        try:
+            n = int(v)
+        except ValueError:
+            raise LgnError(f"LGN_FPGA_THREADS must be a positive integer, not {v!r}") from None
+        if n < 1:
+            raise LgnError(f"LGN_FPGA_THREADS must be a positive integer, not {v!r}")
+        return n
+    return torch.get_num_threads()
+
+
+def _lib():
+    lib = _load()
+    if lib is None:
+        raise LgnError(f"the C kernel is unavailable: {_state['reason']}; use --kernel reference")
+    return lib
+
+
+def _check(x, a, b, c):
+    for name, t in (("x", x), ("a", a), ("b", b), ("c", c)):
+        if t.device.type != "cpu":
+            raise ValueError(f"the cpu kernel needs CPU tensors, not {name} on {t.device}")
+    if x.dtype != torch.float32 or x.dim() != 2:
+        raise ValueError(f"x must be a 2-d float32 tensor [features, batch], not {x.dtype} {tuple(x.shape)}")
+    if c.dtype != torch.float32 or c.dim() != 2 or c.shape[1] != 4 or c.shape[0] != a.shape[0]:
+        raise ValueError(f"c must be float32 [{a.shape[0]}, 4], not {c.dtype} {tuple(c.shape)}")
+
+
+def forward(x, a, b, c):
+    """``y [N, B]`` for contiguous float32 ``x [F, B]``, int64 ``a, b [N]``, ``c [N, 4]``.
+
+    Indices are checked (once per index tensor version, see :func:`reverse_index`).
+    """
+    lib = _lib()
+    _check(x, a, b, c)
+    reverse_index(a, b, x.shape[0])  # validates the indices (cached): C must never read out of bounds
+    x, a, b, c = x.contiguous(), a.contiguous(), b.contiguous(), c.contiguous()
+    N, B = a.shape[0], x.shape[1]
+    y = torch.empty((N, B), dtype=torch.float32)
+    if N and B:
+        lib.lgn_forward(x.data_ptr(), B, a.data_ptr(), b.data_ptr(), c.data_ptr(), y.data_ptr(), N, num_threads())
+    return y
+
+
+def backward(g, x, a, b, c_in, rev=None, need_x=True, need_c=True):
+    """``(dx, dc)`` for ``g = dL/dy``; either is None when not needed.
+
+    ``rev`` is the ``(offsets, entries)`` reverse index of ``(a, b)`` over
+    ``x.shape[0]`` inputs (looked up when None).
+    """
+    lib = _lib()
+    g = g.contiguous().float()
+    x, a, b, c_in = x.contiguous(), a.contiguous(), b.contiguous(), c_in.contiguous()
+    F, B = x.shape
+    N = a.shape[0]
+    nt = num_threads()
+    empty = not (F and B and N)
+    # The kernels write every element; only a degenerate shape needs zeros.
+    dc = (torch.zeros if empty else torch.empty)((N, 4), dtype=torch.float32) if need_c else None
+    dx = (torch.zeros if empty else torch.empty)((F, B), dtype=torch.float32) if need_x else None
+    if empty:
+        return dx, dc
+    if need_x:
+        off, idx = rev if rev is not None else reverse_index(a, b, F)
+        lib.lgn_backward_xc(x.data_ptr(), F, B, a.data_ptr(), b.data_ptr(), c_in.data_ptr(), g.data_ptr(),
+                            off.data_ptr(), idx.data_ptr(), dx.data_ptr(),
+                            dc.data_ptr() if need_c else None, nt)
+    elif need_c:
+        lib.lgn_backward_c(x.data_ptr(), B, a.data_ptr(), b.data_ptr(), g.data_ptr(), dc.data_ptr(), N, nt)
+    return dx, dc
+
+
+class LogicFunction(torch.autograd.Function):
+    """autograd.Function over the C kernels.  Saves only ``x``, the indices and the coefficients."""
+
+    @staticmethod
+    def forward(ctx, x, a, b, c, c_in):
+        x = x.contiguous()
+        y = forward(x, a, b, c.detach())
+        ctx.rev = reverse_index(a, b, x.shape[0]) if ctx.needs_input_grad[0] else None
+        ctx.save_for_backward(x, a, b, (c if c_in is None else c_in).detach())
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, a, b, c_in = ctx.saved_tensors
+        dx, dc = backward(g, x, a, b, c_in, ctx.rev, ctx.needs_input_grad[0], ctx.needs_input_grad[3])
+        return dx, None, None, dc, None

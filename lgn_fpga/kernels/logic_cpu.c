@@ -1,0 +1,186 @@
+/*
+ * Fused logic-layer kernels for CPUs (plain C, OpenMP, SIMD over the batch).
+ *
+ * Layout: neuron-major.  x is [F, B] (one contiguous row of B samples per
+ * feature), y and g (= dL/dy) are [N, B], c is [N, 4], a/b are int64 [N].
+ *
+ *   y[n, s]  = c0 + c1*A + c2*Bv + c3*(A*Bv),   A = x[a[n], s], Bv = x[b[n], s]
+ *   dc[n]    = sum_s g[n, s] * (1, A, Bv, A*Bv)
+ *   dx[i, s] = sum over the consumers (n, slot) of input i of
+ *              g[n, s] * (c1' + c3'*Bv)  if slot is a,   g[n, s] * (c2' + c3'*A)  if slot is b
+ *
+ * The input gradient is a gather over a reverse index (CSR: rev_off[F+1],
+ * rev_idx[2N] = 2*n + slot, built once per layer by the Python side) so that
+ * every row of dx is owned by one thread: no atomics, and the result does
+ * not depend on the thread count.  dc is computed in the same pass, at the
+ * a-slot visit of each neuron (its home row x[a[n]] is the row being reduced),
+ * so backward reads g once.
+ *
+ * Rounding: the forward evaluates ((c0 + c1*A) + c2*Bv) + c3*(A*Bv) in that
+ * order and the library is built with -ffp-contract=off, so the forward gives
+ * the same bits on every machine, whatever FMA support the compiler finds.
+ * With 0/1 inputs and the integer coefficients of a hard gate every step is
+ * exact, so the output is exactly 0 or 1.  Sums over the batch use
+ * OpenMP SIMD reductions (a fixed order for a given build and vector width),
+ * and nothing depends on the thread count.
+ *
+ * No gate is written out here: the gate enters only through c (derived from
+ * lgn_fpga.gates.COEFFS on the Python side).
+ */
+#include <stdint.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RESTRICT __restrict__
+#define EXPORT __attribute__((visibility("default")))
+#else
+#define RESTRICT
+#define EXPORT
+#endif
+
+/* Bumped whenever a signature below changes; checked by cpu.py after loading. */
+#define LGN_ABI_VERSION 1
+
+EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
+
+EXPORT int lgn_has_openmp(void) {
+#ifdef _OPENMP
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static inline int clamp_threads(int nthreads) { return nthreads < 1 ? 1 : nthreads; }
+
+/* Rows are gathered in a random order, too short for the hardware prefetcher to learn: ask for the
+ * next rows while working on the current ones. */
+#if defined(__GNUC__) || defined(__clang__)
+static inline void prefetch_row(const float *row, int64_t B) {
+    for (int64_t s = 0; s < B; s += 16) __builtin_prefetch(row + s, 0, 3);
+}
+#else
+static inline void prefetch_row(const float *row, int64_t B) { (void)row; (void)B; }
+#endif
+#define PREFETCH_AHEAD 4
+
+/* All loops hand out work in small dynamic chunks: the number of consumers per input varies with the
+ * wiring, and on a busy machine a descheduled thread must not hold a static share of the work hostage. */
+
+/* y[n, :] for every neuron. */
+EXPORT void lgn_forward(const float *RESTRICT x, int64_t B, const int64_t *RESTRICT a, const int64_t *RESTRICT b,
+                        const float *RESTRICT c, float *RESTRICT y, int64_t N, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 128)
+    for (int64_t n = 0; n < N; n++) {
+        if (n + PREFETCH_AHEAD < N) {
+            prefetch_row(x + a[n + PREFETCH_AHEAD] * B, B);
+            prefetch_row(x + b[n + PREFETCH_AHEAD] * B, B);
+        }
+        const float *RESTRICT xa = x + a[n] * B;
+        const float *RESTRICT xb = x + b[n] * B;
+        float *RESTRICT yn = y + n * B;
+        const float c0 = c[4 * n], c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
+#pragma omp simd
+        for (int64_t s = 0; s < B; s++) {
+            const float A = xa[s], Bv = xb[s];
+            yn[s] = ((c0 + c1 * A) + c2 * Bv) + c3 * (A * Bv);
+        }
+    }
+}
+
+/* dc only (the first layer, whose input needs no gradient): one neuron per iteration. */
+EXPORT void lgn_backward_c(const float *RESTRICT x, int64_t B, const int64_t *RESTRICT a, const int64_t *RESTRICT b,
+                           const float *RESTRICT g, float *RESTRICT dc, int64_t N, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 128)
+    for (int64_t n = 0; n < N; n++) {
+        if (n + PREFETCH_AHEAD < N) {
+            prefetch_row(x + a[n + PREFETCH_AHEAD] * B, B);
+            prefetch_row(x + b[n + PREFETCH_AHEAD] * B, B);
+        }
+        const float *RESTRICT xa = x + a[n] * B;
+        const float *RESTRICT xb = x + b[n] * B;
+        const float *RESTRICT gn = g + n * B;
+        float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+        for (int64_t s = 0; s < B; s++) {
+            const float gs = gn[s], A = xa[s], Bv = xb[s];
+            const float gA = gs * A;
+            s0 += gs;
+            s1 += gA;
+            s2 += gs * Bv;
+            s3 += gA * Bv;
+        }
+        dc[4 * n] = s0;
+        dc[4 * n + 1] = s1;
+        dc[4 * n + 2] = s2;
+        dc[4 * n + 3] = s3;
+    }
+}
+
+/*
+ * dx (and dc when dc != NULL) in one pass over the reverse index.
+ * rev_off: int64 [F+1]; rev_idx: int64 [2N], entries 2*n + slot (slot 0: input is a[n], 1: input is b[n]).
+ * cin: the coefficients the input gradient flows through ([N, 4]).
+ * Every row of dx is written (zeros for inputs nobody reads).
+ */
+EXPORT void lgn_backward_xc(const float *RESTRICT x, int64_t F, int64_t B, const int64_t *RESTRICT a,
+                            const int64_t *RESTRICT b, const float *RESTRICT cin, const float *RESTRICT g,
+                            const int64_t *RESTRICT rev_off, const int64_t *RESTRICT rev_idx, float *RESTRICT dx,
+                            float *RESTRICT dc, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 32)
+    for (int64_t i = 0; i < F; i++) {
+        float *RESTRICT acc = dx + i * B;
+        const float *RESTRICT home = x + i * B;
+        memset(acc, 0, (size_t)B * sizeof(float));
+        const int64_t k_end = rev_off[i + 1], k_all = rev_off[F];
+        for (int64_t k = rev_off[i]; k < k_end; k++) {
+            /* The entries of all rows are contiguous: the next ones may belong to the next row. */
+            if (k + PREFETCH_AHEAD < k_all) {
+                const int64_t nc = rev_idx[k + PREFETCH_AHEAD], nn = nc >> 1;
+                prefetch_row(g + nn * B, B);
+                prefetch_row(x + ((nc & 1) ? a[nn] : b[nn]) * B, B);
+            }
+            const int64_t code = rev_idx[k];
+            const int64_t n = code >> 1;
+            const float *RESTRICT gn = g + n * B;
+            const float c3 = cin[4 * n + 3];
+            if ((code & 1) == 0) {
+                /* input i is A of neuron n; the partner is B. */
+                const float *RESTRICT pb = x + b[n] * B;
+                const float c1 = cin[4 * n + 1];
+                if (dc) {
+                    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+                    for (int64_t s = 0; s < B; s++) {
+                        const float gs = gn[s], A = home[s], Bv = pb[s];
+                        const float gA = gs * A;
+                        acc[s] += gs * (c1 + c3 * Bv);
+                        s0 += gs;
+                        s1 += gA;
+                        s2 += gs * Bv;
+                        s3 += gA * Bv;
+                    }
+                    dc[4 * n] = s0;
+                    dc[4 * n + 1] = s1;
+                    dc[4 * n + 2] = s2;
+                    dc[4 * n + 3] = s3;
+                } else {
+#pragma omp simd
+                    for (int64_t s = 0; s < B; s++) acc[s] += gn[s] * (c1 + c3 * pb[s]);
+                }
+            } else {
+                /* input i is B of neuron n; the partner is A. */
+                const float *RESTRICT pa = x + a[n] * B;
+                const float c2 = cin[4 * n + 2];
+#pragma omp simd
+                for (int64_t s = 0; s < B; s++) acc[s] += gn[s] * (c2 + c3 * pa[s]);
+            }
+        }
+    }
+}
