@@ -6,7 +6,7 @@ import numpy as np
 from ..data.encoding import ThermometerEncoding
 from .ir import Layer, Netlist
 
-__all__ = ["random_netlist"]
+__all__ = ["random_netlist", "random_netlists", "random_bits"]
 
 
 def random_netlist(rng: np.random.Generator, shape=(1, 4, 4), thresholds=2, widths=(32, 24, 20),
@@ -40,3 +40,27 @@ def random_netlist(rng: np.random.Generator, shape=(1, 4, 4), thresholds=2, widt
         outputs = [perm[k * g:(k + 1) * g] for k in range(n_classes)]
     b = rng.integers(0, 3, n_classes) if bias else None
     return Netlist(enc, layers, outputs, bias=b).validate()
+
+
+def random_netlists(seed: int, n: int) -> list:
+    """``n`` varied random netlists for property tests.
+
+    Cycles through three input shapes and ``skip_prob`` 0 / 0.3 / 0.8 (layered,
+    some skips, mostly skips); 1-4 layers of 4-39 gates, 1-3 thresholds,
+    1-5 classes, every other one with a bias.
+    """
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        depth = int(rng.integers(1, 5))
+        widths = tuple(int(w) for w in rng.integers(4, 40, depth))
+        shape = [(1, 4, 4), (2, 3, 5), (1, 5, 5)][i % 3]
+        out.append(random_netlist(rng, shape=shape, thresholds=int(rng.integers(1, 4)), widths=widths,
+                                  n_classes=int(rng.integers(1, 6)), skip_prob=[0.0, 0.3, 0.8][i % 3],
+                                  bias=bool(i % 2)))
+    return out
+
+
+def random_bits(net: Netlist, n: int = 200, seed: int = 0) -> np.ndarray:
+    """``n`` random input vectors (bool ``[n, net.n_inputs]``)."""
+    return np.random.default_rng(seed).random((n, net.n_inputs)) < 0.5
