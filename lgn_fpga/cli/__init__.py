@@ -21,6 +21,7 @@ COMMANDS = {
     "export": "lgn_fpga.cli.netlist:export",
     "eval": "lgn_fpga.cli.netlist:eval_cmd",
     "stats": "lgn_fpga.cli.netlist:stats",
+    "hdl": "lgn_fpga.cli.hdl:hdl",
 }
 
 

@@ -7,6 +7,7 @@ from ``checkpoint.pt`` follows exactly the path of an uninterrupted one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -79,9 +80,13 @@ def batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:
     """Indices of the training batch of ``step``: epoch-wise seeded permutations, last partial batch dropped."""
     per_epoch = max(n // batch, 1)
     epoch, i = divmod(step, per_epoch)
-    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    return perm[i * batch:(i + 1) * batch]
+    return _epoch_permutation(int(seed), epoch, n)[i * batch:(i + 1) * batch]
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
 
 
 @torch.no_grad()

@@ -1,0 +1,52 @@
+# amaranth: UnusedElaboratable=no
+"""The ``python -m sim`` runner (the ``make sim`` entry point)."""
+import re
+
+import numpy as np
+import pytest
+
+from lgn_fpga.netlist.random import random_netlist
+
+from sim.run import agreement_line, main, pick_dataset
+
+
+def test_agreement_line():
+    sw = np.array([0, 1, 2, 2])
+    labels = np.array([0, 1, 1, 2])
+    line, ok = agreement_line(sw.copy(), sw, labels)
+    assert ok and line == "4/4 images agree; hardware accuracy 75.00% = software 75.00%"
+    hw = sw.copy()
+    hw[1] = 0
+    line, ok = agreement_line(hw, sw, labels)
+    assert not ok and line == "3/4 images agree; hardware accuracy 50.00% != software 75.00%"
+
+
+def test_dataset_from_shape_or_meta():
+    net = random_netlist(np.random.default_rng(0), shape=(1, 8, 8))
+    assert pick_dataset(net, None) == "digits"
+    net.meta["dataset"] = "fashion-mnist"
+    assert pick_dataset(net, None) == "fashion-mnist"
+    assert pick_dataset(net, "mnist") == "mnist"
+
+
+def test_runner_on_a_saved_model_through_amaranth(tmp_path, capsys):
+    net = random_netlist(np.random.default_rng(3), shape=(1, 8, 8), thresholds=3, widths=(200, 150), n_classes=10,
+                         skip_prob=0.1, bias=True)
+    model = tmp_path / "m.lgn"
+    net.save(model)
+    rc = main([str(model), "--limit", "30", "--sim", "amaranth", "--stall-images", "20",
+               "--build-dir", str(tmp_path / "b")])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0, out
+    assert re.fullmatch(r"30/30 images agree; hardware accuracy \d+\.\d\d% = software \d+\.\d\d%", out[-1])
+    assert out[-2].startswith("amaranth: 30/30 images agree")
+
+
+def test_runner_refuses_a_mismatched_dataset(tmp_path, capsys):
+    net = random_netlist(np.random.default_rng(3), shape=(1, 5, 5))
+    model = tmp_path / "m.lgn"
+    net.save(model)
+    assert main([str(model), "--sim", "amaranth", "--build-dir", str(tmp_path)]) == 2
+    assert "pass --dataset" in capsys.readouterr().err
+    assert main([str(model), "--dataset", "digits", "--sim", "amaranth", "--build-dir", str(tmp_path)]) == 2
+    assert "the netlist expects (1, 5, 5)" in capsys.readouterr().err
