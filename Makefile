@@ -17,7 +17,7 @@ DEMO_RUN ?= runs/demo
 DEMO_OUT ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: help venv sysdeps demo test test-all sim bench clean distclean
+.PHONY: help venv sysdeps demo test test-all sim bench bench-quick gpu-check clean distclean
 
 help:
 	@echo "make demo   train the digits-tiny model with Gumbel-STE end to end and print a summary"
@@ -47,8 +47,32 @@ sysdeps:
 	fi
 
 demo: venv sysdeps
-	rm -rf $(DEMO_RUN)
+	rm -rf $(DEMO_RUN) $(DEMO_OUT)
 	$(LGN) train digits --config digits-tiny -o $(DEMO_RUN)
+	$(LGN) export $(DEMO_RUN) -o $(DEMO_OUT)/model.lgn
+	$(PY) -m sim $(DEMO_OUT)/model.lgn --build-dir $(DEMO_OUT)/sim
+	$(LGN) report $(DEMO_RUN) --model $(DEMO_OUT)/model.lgn
+
+# Hardware == software, image by image (Verilator and cocotb + Icarus when installed, Amaranth's simulator).
+MODEL ?= $(DEMO_OUT)/model.lgn
+SIM_ARGS ?=
+sim: venv sysdeps
+	@test -f $(MODEL) || { echo "error: $(MODEL) not found; run 'make demo' first or pass MODEL=path/to/model.lgn"; exit 2; }
+	$(PY) -m sim $(MODEL) $(SIM_ARGS)
+
+bench: venv
+	$(PY) bench/kernels.py
+	$(PY) bench/infer.py
+	$(PY) bench/hdl.py
+
+bench-quick: venv
+	$(PY) bench/kernels.py --quick
+	$(PY) bench/infer.py --quick
+	$(PY) bench/hdl.py --quick
+
+# One call on a lent GPU machine: triton vs reference correctness, then timings against difflogic's CUDA kernel.
+gpu-check:
+	bench/gpu_check.sh
 
 test: venv sysdeps
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)

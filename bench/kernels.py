@@ -106,8 +106,9 @@ def build_net(layers, width, device, seed=0):
 def make_step(net, backend, bits, labels, mode):
     """A closure running one training step (no optimizer) with ``backend``."""
     import torch
+
     from lgn_fpga.kernels.naive import naive_net_forward
-    from lgn_fpga.train.model import Relaxation
+    from lgn_fpga.train.model import Relaxation, gumbel_noise
     gen = torch.Generator(device=bits.device).manual_seed(1)
     r = Relaxation("soft") if mode == "softmax" else Relaxation("sample", noise=1.0, generator=gen)
 
@@ -115,7 +116,7 @@ def make_step(net, backend, bits, labels, mode):
         def forward():
             if mode == "softmax":
                 return naive_net_forward(bits, net.layers, N_CLASSES, GROUP_TAU, mode="softmax")
-            g = [-torch.log(torch.empty_like(l.logits).exponential_(generator=gen)) for l in net.layers]
+            g = [gumbel_noise(l.logits.shape, gen) for l in net.layers]
             return naive_net_forward(bits, net.layers, N_CLASSES, GROUP_TAU, mode="gumbel-ste", gumbel=g)
     elif backend == "difflogic":
         dl_net = _difflogic_net(net, bits.device)

@@ -25,6 +25,7 @@ usage error.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -214,7 +215,7 @@ def _main(args) -> int:
     print(f"exported {r.verilog} (latency {r.info['latency']} cycles) in {time.perf_counter() - t0:.1f} s")
     sims = args.sim or available_sims()
     limits = {"amaranth": args.amaranth_limit, "icarus": args.icarus_limit, "verilator": None}
-    results = []
+    results, records = [], []
     all_ok = True
     for sim in sims:
         t0 = time.perf_counter()
@@ -227,8 +228,17 @@ def _main(args) -> int:
         ok = agree and proto_ok
         all_ok &= ok
         results.append((n, line, ok))
+        records.append({"simulator": sim, "images": n, "agree": int((classes == expected[:n]).sum()),
+                        "hw_acc": float((classes == labels[:n]).mean()) if n else None,
+                        "sw_acc": float((expected[:n] == labels[:n]).mean()) if n else None,
+                        "ok": bool(ok), "images_per_s": ips, "note": note})
         print(f"{sim}: {line} [{ips:,.0f} images/s, {time.perf_counter() - t0:.1f} s; {note}]")
     n, line, _ = max(results, key=lambda t: t[0])
+    # A machine-readable verdict beside the build, for `lgn-fpga report --sim DIR`.
+    from lgn_fpga.fileio import atomic_write_text
+    atomic_write_text(Path(build) / "sim.json", json.dumps(
+        {"model": str(args.model), "netlist_hash": net.content_hash(), "dataset": dataset, "split": args.split,
+         "latency": r.info["latency"], "all_ok": bool(all_ok), "line": line, "simulators": records}, indent=2))
     print(line if all_ok else f"{line} -- SOME SIMULATION FAILED (see above)")
     return 0 if all_ok else 1
 

@@ -29,3 +29,24 @@ def real_data_dir():
     if not d or not Path(d).is_dir():
         pytest.skip("real datasets not available (set LGN_FPGA_DATA)")
     return Path(d)
+
+
+@pytest.fixture(scope="session")
+def trained_mnist(tmp_path_factory, real_data_dir):
+    """A real MNIST model, trained here (about 15 s with the C kernel) and exported optimized.
+
+    5 x 4000 gates, 1 threshold, 400 steps (about 88% test accuracy); the optimized netlist keeps
+    more than 8,000 gates, the size the hardware agreement checks ask for.
+    """
+    from lgn_fpga.cli import main
+    if not have_data("mnist"):
+        pytest.skip("MNIST not available")
+    d = tmp_path_factory.mktemp("mnist-model")
+    args = ["train", "mnist", "--thresholds", "1", "--layers", "5", "--width", "4000", "--steps", "400",
+            "--eval-every", "400", "--val-size", "1000", "--quiet", "-o", str(d / "run")]
+    for argv in (args, ["export", str(d / "run"), "-o", str(d / "model.lgn")]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+            raise SystemExit(0)
+        assert e.value.code == 0
+    return d / "model.lgn"

@@ -18,6 +18,7 @@ COMMANDS = {
     "train": "lgn_fpga.cli.train:train",
     "info": "lgn_fpga.cli.train:info",
     "plot": "lgn_fpga.cli.train:plot",
+    "report": "lgn_fpga.cli.report:report",
     "export": "lgn_fpga.cli.netlist:export",
     "eval": "lgn_fpga.cli.netlist:eval_cmd",
     "stats": "lgn_fpga.cli.netlist:stats",

@@ -14,6 +14,7 @@ import torch
 from lgn_fpga.gates import COEFFS, NUM_GATES, torch_coeffs
 from lgn_fpga.kernels import logic_layer
 from lgn_fpga.kernels.naive import naive_layer
+from lgn_fpga.train.model import gumbel_noise
 
 BACKENDS = ["reference", "cpu", "triton"]
 
@@ -112,7 +113,7 @@ def test_gumbel_ste_mode(backend, input_grad, F, N, B):
     a, b = make_wiring(F, N, gen)
     x = (torch.rand(B, F, generator=gen) < 0.5).float()       # binary inputs: every value is exact
     z = torch.randn(N, NUM_GATES, generator=gen)
-    gumbel = -torch.log(torch.empty(N, NUM_GATES).exponential_(generator=gen))
+    gumbel = gumbel_noise((N, NUM_GATES), gen)
     R = torch.randn(B, N, generator=gen)
     y, dx, dz = run_backend(backend, device, x, a, b, z, R, "gumbel-ste", gumbel, 0.7, input_grad)
     ty, tdx, tdz = run_naive(x, a, b, z, R, "gumbel-ste", gumbel, 0.7, input_grad)

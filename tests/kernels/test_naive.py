@@ -5,6 +5,7 @@ import torch
 
 from lgn_fpga.gates import COEFFS, NUM_GATES, TRUTH
 from lgn_fpga.kernels.naive import gate_weights, mix, naive_layer, naive_net_forward
+from lgn_fpga.train.model import gumbel_noise
 
 BITS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])   # samples (A, B) = 00, 01, 10, 11
 
@@ -29,7 +30,7 @@ def test_softmax_mix_is_the_coefficient_form():
 def test_gumbel_ste_weights_are_exactly_one_hot_with_the_soft_gradient():
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(6, NUM_GATES, generator=gen, requires_grad=True)
-    g = -torch.log(torch.empty(6, NUM_GATES).exponential_(generator=gen))
+    g = gumbel_noise((6, NUM_GATES), gen)
     w, s = gate_weights(z, "gumbel-ste", g, noise=0.5, tau=0.7)
     assert torch.equal(w, torch.nn.functional.one_hot((z + 0.5 * g).argmax(-1), NUM_GATES).float())
     R = torch.randn(6, NUM_GATES, generator=gen)
@@ -44,7 +45,7 @@ def test_soft_input_gradient_goes_through_the_mixture():
     x = (torch.rand(8, 6, generator=gen) < 0.5).float().requires_grad_()
     a, b = torch.randint(6, (10,), generator=gen), torch.randint(6, (10,), generator=gen)
     z = torch.randn(10, NUM_GATES, generator=gen)
-    g = -torch.log(torch.empty(10, NUM_GATES).exponential_(generator=gen))
+    g = gumbel_noise((10, NUM_GATES), gen)
     y = naive_layer(x, a, b, z, mode="gumbel-ste", gumbel=g, input_grad="soft")
     y_hard = naive_layer(x, a, b, z, mode="gumbel-ste", gumbel=g, input_grad="hard")
     assert torch.equal(y, y_hard)

@@ -40,18 +40,17 @@ def test_verilator_harness_full_rate_and_stalls(tmp_path):
 
 @pytest.mark.sim
 @pytest.mark.data
-def test_mnist_8k_gate_netlist_agrees(tmp_path, real_data_dir):
-    """An 8,000-gate MNIST-shaped netlist: all 10,000 test images with Verilator, else 2,000 with Icarus."""
-    from lgn_fpga.data.datasets import load
-    from lgn_fpga.errors import DataError
-    try:
-        test = load("mnist").test
-    except DataError:
-        pytest.skip("MNIST not available")
+def test_trained_mnist_model_agrees(tmp_path, trained_mnist):
+    """A trained MNIST model of >= 8,000 gates: all 10,000 test images with Verilator, else 2,000 with Icarus."""
+    from lgn_fpga.netlist import Netlist
+    assert Netlist.load(trained_mnist).n_gates >= 8000
     use_verilator = V.verilator_path() is not None
     if not use_verilator and not have_icarus():
         pytest.skip("neither verilator nor iverilog installed")
     n = 10_000 if use_verilator else 2_000
-    argv = ["random:8000", "--dataset", "mnist", "--limit", str(n), "--build-dir", str(tmp_path),
+    argv = [str(trained_mnist), "--limit", str(n), "--build-dir", str(tmp_path),
             "--sim", "verilator" if use_verilator else "icarus", "--stall-images", "100"]
     assert sim_main(argv) == 0
+    import json
+    rec = json.loads((tmp_path / "sim.json").read_text())
+    assert rec["all_ok"] and rec["simulators"][0]["images"] == n and rec["simulators"][0]["agree"] == n

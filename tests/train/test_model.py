@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lgn_fpga.gates import COEFFS, TRUTH, naive_mix_terms
-from lgn_fpga.train.model import GroupSum, LogicLayer, LogicNet, Relaxation, make_connections
+from lgn_fpga.train.model import GroupSum, LogicLayer, LogicNet, Relaxation, gumbel_noise, make_connections
 
 
 def naive(x_bm, a, b, w, w_in=None):
@@ -18,8 +18,7 @@ def naive(x_bm, a, b, w, w_in=None):
 
 
 def gumbel_like_layer(z, seed):
-    e = torch.empty(z.shape).exponential_(generator=torch.Generator().manual_seed(seed))
-    return -torch.log(e.clamp_min(1e-30))
+    return gumbel_noise(z.shape, torch.Generator().manual_seed(seed))
 
 
 def _setup(F=37, N=29, B=11, seed=0, binary=True):
@@ -80,6 +79,8 @@ def test_one_gumbel_draw_per_neuron_shared_by_batch():
     y = layer(x, r).detach()
     assert torch.equal(y[:, :4].repeat(1, 8), y)  # same gate for every sample of the batch
     truth = torch.tensor(TRUTH, dtype=torch.float32)
+    g = gumbel_noise((500, 16), torch.Generator().manual_seed(3))
+    assert torch.isfinite(g).all() and abs(g.mean().item() - 0.5772) < 0.02  # Euler-Mascheroni constant
     z = layer.logits.detach() + gumbel_like_layer(layer.logits, 3)
     assert torch.equal(y[:, :4], truth[z.argmax(-1)])
     # a second step draws new noise: some gates change
