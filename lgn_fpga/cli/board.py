@@ -1,0 +1,200 @@
+"""``lgn-fpga build``, ``flash`` and ``stream``: from a netlist to a board answering over its UART."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import LgnError
+
+DEFAULT_MODEL = "model.lgn"
+
+
+def _model_path(model) -> Path:
+    p = Path(model or DEFAULT_MODEL)
+    if not p.is_file():
+        if model is None:
+            raise LgnError(f"no MODEL given and ./{DEFAULT_MODEL} does not exist: pass a .lgn netlist "
+                           f"(make one with 'lgn-fpga export RUN -o {DEFAULT_MODEL}')")
+        raise LgnError(f"model {p} not found: pass a .lgn netlist (lgn-fpga export RUN -o {p.name})")
+    return p
+
+
+def _board_names():
+    from ..build.boards import list_boards
+    return ", ".join(list_boards())
+
+
+@click.command("build")
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.option("-b", "--board", required=True, help="Board name (see boards/*.yaml) or a board YAML file.")
+@click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
+              help="Build directory (default build/<board>); keeps build_top.sh and rerun.sh for manual reruns.")
+@click.option("--baud", type=int, help="UART rate (default: the board file's, usually 115200).")
+@click.option("--stages", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Logic levels per register stage of the classifier.")
+@click.option("--frame-timeout-ms", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
+              help="Silence inside a frame that makes the board drop it (never under 16 byte times).")
+@click.option("--no-fit-check", is_flag=True, help="Run synthesis even when the estimate exceeds the board.")
+@click.option("--plan-only", is_flag=True, help="Write the build files (and the fit estimate) without running tools.")
+@click.option("--allow-timing-fail", is_flag=True, help="Exit 0 even when Fmax is below the board clock.")
+def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, plan_only, allow_timing_fail):
+    """Build a bitstream of netlist MODEL (default ./model.lgn) for a board.
+
+    \b
+    Checks the fit before synthesis, then runs yosys, nextpnr and icepack/ecppack
+    (YoWASP by default; YOSYS, NEXTPNR_ICE40, NEXTPNR_ECP5, ICEPACK, ECPPACK select
+    others) and writes report.json and report.md next to the bitstream.
+    """
+    from ..build.boards import load_board
+    from ..build.fit import check_fit
+    from ..build.flow import BuildError, plan_build, run_build
+    from ..build.report import collect, write_report
+    from ..netlist.format import load
+
+    b = load_board(board)
+    path = _model_path(model)
+    net = load(path)
+    out = Path(out_dir or Path("build") / b.name)
+    fit = check_fit(net, b, stages=stages, enforce=not no_fit_check)
+    click.echo(f"{path}: {net.n_gates:,} gates, {net.depth} layers, {net.n_classes} classes; "
+               f"estimate {fit.summary()} on {b.name} ({b.device})")
+    t0 = time.perf_counter()
+    fp = plan_build(net, b, baud=baud, stages=stages, frame_timeout_ms=frame_timeout_ms)
+    click.echo(f"elaborated in {time.perf_counter() - t0:.1f} s: latency {fp.top.latency} cycles, "
+               f"{fp.baud} baud, frame timeout {fp.top.timeout:,} cycles")
+    if plan_only:
+        fp.plan.extract(str(out))
+        (out / "estimate.json").write_text(json.dumps(fit.as_dict(), indent=2) + "\n")
+        click.echo(f"wrote the build plan to {out} (run: sh {out}/{fp.plan.script}.sh)")
+        return
+    res = run_build(fp, out, log=lambda s: click.echo("  " + s))
+    rep = collect(fp, res, net, model_path=path, estimate=fit.as_dict())
+    j, md = write_report(rep, out)
+    r = rep["resources"]
+    click.echo(f"{res.bitstream}: LUT {r['lut']['used']:,}/{r['lut']['budget']:,} ({r['lut']['percent']} %), "
+               f"FF {r['ff']['used']:,} ({r['ff']['percent']} %), BRAM {r['bram']['used']}; "
+               f"Fmax {rep['fmax_mhz']} MHz vs {rep['clock_mhz']} MHz "
+               f"({'met' if rep['timing_met'] else 'NOT MET'}); latency {rep['latency_cycles']} cycles; "
+               f"{rep['build_seconds']} s")
+    click.echo(f"report: {md}")
+    if not rep["timing_met"] and not allow_timing_fail:
+        raise BuildError(f"timing not met: Fmax {rep['fmax_mhz']} MHz is below the {rep['clock_mhz']} MHz clock; "
+                         f"the bitstream may misbehave (rebuild with --stages 1, or pass --allow-timing-fail)")
+
+
+@click.command("flash")
+@click.option("-b", "--board", required=True, help="Board name or board YAML file.")
+@click.option("--bitstream", type=click.Path(dir_okay=False),
+              help="Bitstream to load (default build/<board>/top.bin or top.bit).")
+@click.option("--dry-run", is_flag=True, help="Print the programmer command without running it.")
+def flash_cmd(board, bitstream, dry_run):
+    """Load a bitstream onto a board (iceprog, openFPGALoader or fujprog, whichever is installed)."""
+    from ..build.boards import load_board
+    from ..host.flash import flash
+    b = load_board(board)
+    bit = Path(bitstream) if bitstream else Path("build") / b.name / f"top{b.bitstream_suffix}"
+    flash(b, bit, dry_run=dry_run, log=click.echo)
+    if not dry_run:
+        click.echo(f"loaded {bit} onto {b.name}")
+
+
+@click.command("stream")
+@click.option("-p", "--port", required=True,
+              help="Serial port (/dev/ttyUSB1, COM3, any pyserial URL) or sim:// for the virtual board.")
+@click.option("-m", "--model", type=click.Path(dir_okay=False),
+              help=f"The .lgn the board runs (default ./{DEFAULT_MODEL}): gives the golden answers.")
+@click.option("-d", "--dataset", help="Dataset to stream (default: the one the model was trained on).")
+@click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
+@click.option("-n", "--limit", type=click.IntRange(min=1), help="Stream only the first N images.")
+@click.option("--baud", type=int, default=115200, show_default=True, help="UART rate (as built).")
+@click.option("--window", type=click.IntRange(1, 128), default=8, show_default=True, help="Frames in flight.")
+@click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="Resends per image after an error reply or a timeout.")
+@click.option("--timeout", "reply_timeout", type=click.FloatRange(min=0.001), default=0.25, show_default=True,
+              help="Seconds a reply may take after its frame has left (on top of the line time).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Dataset folder (default $LGN_FPGA_DATA).")
+@click.option("--no-info", is_flag=True, help="Skip the INFO check that the board runs this model.")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Also write the results as JSON.")
+@click.option("--show", type=int, default=10, show_default=True, help="Mismatches to list.")
+def stream(port, model, dataset, split, limit, baud, window, retries, reply_timeout, data_dir, no_info, json_out,
+           show):
+    """Stream dataset images to a board over UART and check every answer against the golden model.
+
+    \b
+    Prints accuracy (board vs labels), mismatches (board vs software), errors,
+    retries and images/s.  --port sim:// runs the virtual board: the same
+    top level, simulated (Verilator when installed, else Amaranth).
+    """
+    import numpy as np
+
+    from ..data.datasets import load as load_data
+    from ..host.client import BoardClient, HostError, open_port
+    from ..netlist.evaluate import predict
+    from ..netlist.format import load
+    from .. import protocol as P
+
+    mpath = _model_path(model)
+    net = load(mpath)
+    ds = dataset or net.meta.get("dataset")
+    if not ds:
+        raise LgnError(f"{mpath} does not record its dataset: pass --dataset")
+    data = load_data(ds, data_dir).split(split).head(limit)
+    if tuple(data.images.shape[1:]) != tuple(net.encoding.shape):
+        raise LgnError(f"{ds} images are {data.images.shape[1:]} but {mpath} expects {net.encoding.shape}")
+    gold = predict(net, data.images)
+    sim = port.startswith("sim://")
+    t0 = time.perf_counter()
+    ser = open_port(port, baud, model_path=mpath)
+    try:
+        if sim:
+            click.echo(f"virtual board ({ser.board.backend.name}) ready in {time.perf_counter() - t0:.1f} s")
+        client = BoardClient(ser, baud, window=window, retries=retries, reply_timeout=reply_timeout)
+        if not no_info:
+            info = client.info()
+            want = bytes.fromhex(net.content_hash())[:8]
+            if info.model_hash != want or info.image_bytes != net.encoding.image_bytes:
+                raise HostError(f"the board runs another model (hash {info.model_hash.hex()}, {info.image_bytes} "
+                                f"bytes/image) than {mpath} ({want.hex()}): build and flash it, or pass --no-info")
+            click.echo(f"board: model {info.model_hash.hex()}, {info.n_classes} classes, latency {info.latency} "
+                       f"cycles at {info.clock_hz / 1e6:g} MHz")
+        last = [0.0]
+
+        def progress(done, total):
+            now = time.perf_counter()
+            if now - last[0] > 2.0 or done == total:
+                last[0] = now
+                click.echo(f"  {done}/{total}", err=True)
+        st = client.classify(data.images, progress=progress)
+    finally:
+        ser.close()
+    pred = st.predictions
+    ok = pred >= 0
+    n = len(pred)
+    acc_board = float((pred == data.labels).mean()) if n else 0.0
+    acc_gold = float((gold == data.labels).mean()) if n else 0.0
+    mism = np.flatnonzero(ok & (pred != gold))
+    click.echo(f"{n} images of {ds}/{split}: board accuracy {100 * acc_board:.2f} %, "
+               f"software (golden) {100 * acc_gold:.2f} %")
+    click.echo(f"mismatches board vs golden: {len(mism)}; unanswered: {len(st.failed)}; "
+               f"error replies: {sum(st.error_replies.values())} "
+               f"({', '.join(f'{P.describe_code(c)} {k}' for c, k in sorted(st.error_replies.items())) or 'none'}); "
+               f"timeouts: {st.timeouts}; retries: {st.retries}")
+    for i in mism[:show]:
+        click.echo(f"  image {i}: board {pred[i]}, golden {gold[i]}, label {data.labels[i]}")
+    rate = n / st.seconds if st.seconds else 0.0
+    line = f"{rate:,.1f} images/s wall-clock ({st.seconds:.2f} s)"
+    if st.board_seconds:
+        line += f"; {n / st.board_seconds:,.1f} images/s in board time at {baud} baud"
+    click.echo(line)
+    if json_out:
+        Path(json_out).write_text(json.dumps({
+            "port": port, "model": str(mpath), "dataset": ds, "split": split, "images": n,
+            "accuracy_board": acc_board, "accuracy_golden": acc_gold, "mismatches": mism.tolist(),
+            "unanswered": st.failed, "error_replies": {P.describe_code(c): k for c, k in st.error_replies.items()},
+            "timeouts": st.timeouts, "retries": st.retries, "frames_sent": st.frames_sent,
+            "seconds": st.seconds, "board_seconds": st.board_seconds, "images_per_s": rate}, indent=2) + "\n")
+    if len(mism) or st.failed:
+        raise HostError(f"{len(mism)} answers differ from the golden model and {len(st.failed)} images got none")

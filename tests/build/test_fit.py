@@ -1,0 +1,51 @@
+"""The fit check: estimates, and refusal before synthesis with the estimate and the budget."""
+import numpy as np
+import pytest
+
+from lgn_fpga.build.boards import load_board
+from lgn_fpga.build.fit import FitError, check_fit, estimate, frame_buffer_bits
+from lgn_fpga.data.encoding import ThermometerEncoding
+from lgn_fpga.netlist.ir import Layer, Netlist
+from lgn_fpga.netlist.random import random_netlist
+
+
+def _reader(thresholds, n_bytes=4):
+    """Every input bit feeds a live wire gate, so every byte and threshold is used."""
+    enc = ThermometerEncoding.make((1, 1, n_bytes), thresholds)
+    n = enc.n_bits
+    lay = Layer(np.full(n, 12, np.uint8), np.arange(n), np.arange(n))     # gate 12 = A (a wire)
+    return Netlist(enc, [lay], [np.arange(n, 2 * n)]).validate()
+
+
+@pytest.mark.parametrize("thresholds, bits", [(1, 1), (3, 2), (7, 3), ([100], 8), ([100, 127], 8), ([191], 2)])
+def test_frame_buffer_bits(thresholds, bits):
+    # p > t reads the bits of p down to the lowest set bit of t+1.
+    assert frame_buffer_bits(_reader(thresholds)) == 4 * bits
+
+
+def test_dead_bytes_cost_nothing():
+    enc = ThermometerEncoding.make((1, 1, 8), 1)
+    lay = Layer(np.full(2, 12, np.uint8), np.array([0, 1]), np.array([0, 1]))
+    net = Netlist(enc, [lay], [np.array([8]), np.array([9])]).validate()
+    assert frame_buffer_bits(net) == 2
+
+
+def test_estimate_grows_with_the_model():
+    small = random_netlist(np.random.default_rng(0), shape=(1, 8, 8), thresholds=3, widths=(200, 100), n_classes=10)
+    big = random_netlist(np.random.default_rng(0), shape=(1, 8, 8), thresholds=3, widths=(2000, 1000), n_classes=10)
+    b = load_board("icebreaker")
+    es, eb = estimate(small, b), estimate(big, b)
+    assert 0 < es.lut < eb.lut and 0 < es.ff < eb.ff and es.cells < eb.cells
+    assert es.fits and es.parts["io"]["lut"] > 0
+
+
+def test_oversized_model_refused_with_estimate_and_budget():
+    big = random_netlist(np.random.default_rng(0), shape=(1, 8, 8), thresholds=3, widths=(1500, 1500, 1000),
+                         n_classes=10)
+    with pytest.raises(FitError, match=r"model does not fit icestick \(iCE40HX1K\): logic cells: estimated "
+                                       r"[\d,]+ > 1,280 available \(\d+ %\).* Use a larger board, a smaller model, "
+                                       r"or --no-fit-check"):
+        check_fit(big, load_board("icestick"))
+    est = check_fit(big, load_board("icestick"), enforce=False)
+    assert not est.fits and est.over()[0][2] == 1280
+    assert check_fit(big, load_board("ulx3s-25f")).fits
