@@ -51,7 +51,8 @@ demo: venv sysdeps
 	$(LGN) train digits --config digits-tiny -o $(DEMO_RUN)
 	$(LGN) export $(DEMO_RUN) -o $(DEMO_OUT)/model.lgn
 	$(PY) -m sim $(DEMO_OUT)/model.lgn --build-dir $(DEMO_OUT)/sim
-	$(LGN) report $(DEMO_RUN) --model $(DEMO_OUT)/model.lgn
+	$(LGN) build $(DEMO_OUT)/model.lgn --board icebreaker -o $(DEMO_OUT)/icebreaker
+	$(LGN) report $(DEMO_RUN) --model $(DEMO_OUT)/model.lgn --sim $(DEMO_OUT)/sim --build $(DEMO_OUT)/icebreaker
 
 # Hardware == software, image by image (Verilator and cocotb + Icarus when installed, Amaranth's simulator).
 MODEL ?= $(DEMO_OUT)/model.lgn

@@ -31,6 +31,29 @@ def real_data_dir():
     return Path(d)
 
 
+def _cli(argv):
+    """Run ``lgn-fpga ARGV`` in this process and insist that it succeeds."""
+    from lgn_fpga.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+        raise SystemExit(0)
+    assert e.value.code == 0, f"lgn-fpga {' '.join(argv)} failed"
+
+
+@pytest.fixture
+def lgn_cli():
+    return _cli
+
+
+@pytest.fixture(scope="session")
+def trained_digits(tmp_path_factory):
+    """The `make demo` model: digits-tiny trained with the default recipe and exported (about 20 s)."""
+    d = tmp_path_factory.mktemp("digits-model")
+    _cli(["train", "digits", "--config", "digits-tiny", "--quiet", "-o", str(d / "run")])
+    _cli(["export", str(d / "run"), "-o", str(d / "model.lgn")])
+    return d / "model.lgn"
+
+
 @pytest.fixture(scope="session")
 def trained_mnist(tmp_path_factory, real_data_dir):
     """A real MNIST model, trained here (about 15 s with the C kernel) and exported optimized.
@@ -38,15 +61,10 @@ def trained_mnist(tmp_path_factory, real_data_dir):
     5 x 4000 gates, 1 threshold, 400 steps (about 88% test accuracy); the optimized netlist keeps
     more than 8,000 gates, the size the hardware agreement checks ask for.
     """
-    from lgn_fpga.cli import main
     if not have_data("mnist"):
         pytest.skip("MNIST not available")
     d = tmp_path_factory.mktemp("mnist-model")
-    args = ["train", "mnist", "--thresholds", "1", "--layers", "5", "--width", "4000", "--steps", "400",
-            "--eval-every", "400", "--val-size", "1000", "--quiet", "-o", str(d / "run")]
-    for argv in (args, ["export", str(d / "run"), "-o", str(d / "model.lgn")]):
-        with pytest.raises(SystemExit) as e:
-            main(argv)
-            raise SystemExit(0)
-        assert e.value.code == 0
+    _cli(["train", "mnist", "--thresholds", "1", "--layers", "5", "--width", "4000", "--steps", "400",
+          "--eval-every", "400", "--val-size", "1000", "--quiet", "-o", str(d / "run")])
+    _cli(["export", str(d / "run"), "-o", str(d / "model.lgn")])
     return d / "model.lgn"

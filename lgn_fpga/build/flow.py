@@ -181,10 +181,14 @@ def _rerun_script(tools: dict, plan: FlowPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None) -> BuildResult:
+def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None,
+              stop_after: str | None = None) -> BuildResult:
     """Write the plan into ``out_dir`` and run synthesis, place and route, and packing.
 
-    Each step's output goes to ``<step>.log`` in ``out_dir``.
+    Each step's output goes to ``<step>.log`` in ``out_dir``.  ``stop_after``
+    (``"synth"``, ``"pnr"``) ends the build after that step, without a
+    bitstream: ``stop_after="synth"`` gives yosys' cell counts
+    (``<name>.stat.json``) in a minute where place and route takes many.
 
     Raises
     ------
@@ -193,6 +197,8 @@ def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None) -> 
     BuildError
         A step failed; the message names its log and quotes its last lines.
     """
+    if stop_after not in (None, "synth", "pnr"):
+        raise ValueError(f"stop_after must be None, 'synth' or 'pnr', not {stop_after!r}")
     tools = tools or resolve_tools(fp.board.family)
     out = Path(out_dir).resolve()
     fp.plan.extract(str(out))
@@ -224,6 +230,8 @@ def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None) -> 
             tail = [l for l in src.read_text(errors="replace").splitlines() if l.strip() and not l.startswith("$ ")][-3:]
             how = f"was killed by signal {-r.returncode}" if r.returncode < 0 else f"failed with exit code {r.returncode}"
             raise BuildError(f"{step} ({tool}) {how}; see {src}: " + " | ".join(t.strip() for t in tail))
+        if step == stop_after:
+            return result
     if not result.bitstream.exists():
         raise BuildError(f"the build finished without {result.bitstream}; see the logs in {out}")
     return result

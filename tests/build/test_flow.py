@@ -153,22 +153,21 @@ def test_real_icebreaker_build_of_a_small_model(net, tmp_path, clean_env):
     assert 0 < rep["resources"]["lut"]["used"] < 5280 and rep["resources"]["ff"]["used"] > 0
 
 
-@pytest.mark.slow
-def test_demo_sized_icebreaker_build(tmp_path, clean_env):
-    """A digits-tiny-shaped model (192 input bits, 800-800-500 gates) on the iCEBreaker: 0.5-2 minutes."""
-    big = random_netlist(np.random.default_rng(1), shape=(1, 8, 8), thresholds=3, widths=(800, 800, 500),
-                         n_classes=10)
-    fp = plan_build(big, load_board("icebreaker"))
-    rep = collect(fp, run_build(fp, tmp_path / "out"), big)
-    assert rep["timing_met"] and rep["resources"]["lut"]["percent"] < 100
+def test_demo_model_icebreaker_build(trained_digits, tmp_path, clean_env, lgn_cli):
+    """The trained `make demo` model on the iCEBreaker through the CLI: .bin, report, timing met (about 1 min)."""
+    lgn_cli(["build", str(trained_digits), "--board", "icebreaker", "-o", str(tmp_path / "ice")])
+    rep = json.loads((tmp_path / "ice" / "report.json").read_text())
+    assert (tmp_path / "ice" / "top.bin").stat().st_size > 100_000
+    assert rep["timing_met"] and rep["fmax_mhz"] >= 12 and rep["resources"]["lut"]["percent"] < 100
+    assert (tmp_path / "ice" / "report.md").read_text().startswith("# Build report: icebreaker")
 
 
 @pytest.mark.slow
-def test_mnist_sized_ulx3s_build(tmp_path, clean_env):
-    """784 input bits, 4 x 4,000 gates on the ULX3S 85F: 30-60 minutes (nextpnr router2)."""
-    big = random_netlist(np.random.default_rng(2), shape=(1, 28, 28), thresholds=1, widths=(4000,) * 4,
-                         n_classes=10)
-    fp = plan_build(big, load_board("ulx3s"))
+def test_mnist_model_ulx3s_build(trained_mnist, tmp_path, clean_env):
+    """A trained MNIST model (>= 8k gates after optimization) on the ULX3S 85F: 20-40 minutes (router2)."""
+    from lgn_fpga.netlist import Netlist
+    net = Netlist.load(trained_mnist)
+    fp = plan_build(net, load_board("ulx3s"))
     res = run_build(fp, tmp_path / "out")
-    rep = collect(fp, res, big)
+    rep = collect(fp, res, net)
     assert res.bitstream.suffix == ".bit" and rep["timing_met"], rep["fmax_mhz"]
