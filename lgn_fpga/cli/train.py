@@ -116,7 +116,7 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
                f"{c.widths_list()[0]} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
                + (f", resuming at step {t.step}" if resume else ""), err=True)
     try:
-        last = t.train()
+        t.train()
     except KeyboardInterrupt:
         click.echo(f"interrupted at step {t.step}; checkpoint saved. Continue with: "
                    f"lgn-fpga train --resume -o {rd}", err=True)

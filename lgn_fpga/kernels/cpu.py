@@ -21,8 +21,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import platform
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ..ccompile import cache_root, cc_command, compiler_id, cpu_fingerprint, extra_cflags, lib_suffix
 from ..errors import LgnError
 from .reverse_index import reverse_index
 
@@ -50,35 +49,7 @@ _state: dict = {}   # "lib", "reason", "info": filled once per process by _load(
 
 def cache_dir() -> Path:
     """Directory of the built libraries (created on demand)."""
-    d = os.environ.get("LGN_FPGA_CACHE")
-    if d:
-        return Path(d).expanduser() / "kernels"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lgn-fpga" / "kernels"
-
-
-def _cpu_fingerprint() -> str:
-    """What ``-march=native`` depends on: the CPU model and its feature flags."""
-    parts = [platform.machine(), platform.processor()]
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key = line.split(":", 1)[0].strip()
-                if key in ("model name", "flags", "Features", "CPU part") and line not in parts:
-                    parts.append(line.strip())
-                if key in ("flags", "Features"):
-                    break
-    except OSError:
-        pass
-    return "\n".join(parts)
-
-
-def _compiler_id(cc: list[str]) -> str:
-    try:
-        out = subprocess.run(cc + ["--version"], capture_output=True, text=True, timeout=30)
-        return out.stdout.splitlines()[0] if out.stdout else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
+    return cache_root("kernels")
 
 
 # Tried in order until one builds.  -ffp-contract=off: no fused multiply-add, so the rounding
@@ -109,7 +80,7 @@ def build(cc: str | None = None, directory: Path | None = None) -> tuple[Path | 
         ``path`` of the shared library, or None with ``reason`` saying why
         nothing could be built; ``flags`` are those the library was built with.
     """
-    cc_cmd = shlex.split(cc if cc is not None else os.environ.get("CC") or "cc")
+    cc_cmd = cc_command(cc)
     if not cc_cmd or shutil.which(cc_cmd[0]) is None:
         name = cc_cmd[0] if cc_cmd else "''"
         return None, (f"no C compiler found ({name!r} is not on PATH); install gcc or clang, "
@@ -120,9 +91,9 @@ def build(cc: str | None = None, directory: Path | None = None) -> tuple[Path | 
     except OSError as e:
         return None, f"cannot create the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
     src = SOURCE.read_bytes()
-    extra = shlex.split(os.environ.get("LGN_FPGA_CFLAGS", ""))
-    cid = _compiler_id(cc_cmd)
-    suffix = ".dylib" if platform.system() == "Darwin" else ".so"
+    extra = extra_cflags()
+    cid = compiler_id(cc_cmd)
+    suffix = lib_suffix()
     errors = []
     for flags in _FLAG_SETS:
         flags = flags + _COMMON + extra
@@ -131,7 +102,7 @@ def build(cc: str | None = None, directory: Path | None = None) -> tuple[Path | 
             h.update(part)
             h.update(b"\0")
         if "-march=native" in flags:
-            h.update(_cpu_fingerprint().encode())
+            h.update(cpu_fingerprint().encode())
         out = directory / f"logic_cpu-{h.hexdigest()[:20]}{suffix}"
         failed = out.with_suffix(".failed")   # a flag set that failed once is not retried by every process
         if out.exists():

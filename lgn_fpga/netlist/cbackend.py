@@ -26,8 +26,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import platform
-import shlex
 import shutil
 import subprocess
 import sys
@@ -39,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import gates
+from ..ccompile import cache_root, cc_command, compiler_id, cpu_fingerprint, extra_cflags, lib_suffix
 from ..errors import LgnError
 from ..gates import GATES, by_name, c_expression
 from .ir import Netlist
@@ -68,42 +67,15 @@ class CompileError(LgnError):
 
 
 def cache_dir() -> Path:
-    d = os.environ.get("LGN_FPGA_CACHE")
-    if d:
-        return Path(d).expanduser() / "netlist-c"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lgn-fpga" / "netlist-c"
+    return cache_root("netlist-c")
 
 
 def _cc() -> list[str]:
-    return shlex.split(os.environ.get("CC") or "cc")
-
-
-def _cpu_fingerprint() -> str:
-    parts = [platform.machine(), platform.processor()]
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key = line.split(":", 1)[0].strip()
-                if key in ("model name", "flags", "Features", "CPU part"):
-                    parts.append(line.strip())
-                if key in ("flags", "Features"):
-                    break
-    except OSError:
-        pass
-    return "\n".join(parts)
-
-
-def _compiler_id(cc: list[str]) -> str:
-    try:
-        out = subprocess.run(cc + ["--version"], capture_output=True, text=True, timeout=30)
-        return out.stdout.splitlines()[0] if out.stdout else ""
-    except (OSError, subprocess.SubprocessError):
-        return ""
+    return cc_command()
 
 
 def _flag_sets(extra_flags=()) -> list[list[str]]:
-    extra = shlex.split(os.environ.get("LGN_FPGA_CFLAGS", "")) + list(extra_flags)
+    extra = extra_cflags() + list(extra_flags)
     return [f + _COMMON + extra for f in _FLAG_SETS]
 
 
@@ -499,15 +471,15 @@ def generate_c(net: Netlist, lanes: int = DEFAULT_LANES, units: int = 1) -> dict
 def _key(net: Netlist, lanes: int, cc: list[str], flags: list[str]) -> str:
     h = hashlib.sha256()
     for part in (net.content_hash(), str(lanes), Path(__file__).read_bytes(), Path(gates.__file__).read_bytes(),
-                 " ".join(cc), _compiler_id(cc), " ".join(flags)):
+                 " ".join(cc), compiler_id(cc), " ".join(flags)):
         h.update(part if isinstance(part, bytes) else part.encode())
         h.update(b"\0")
     if "-march=native" in flags:
-        h.update(_cpu_fingerprint().encode())
+        h.update(cpu_fingerprint().encode())
     return h.hexdigest()[:24]
 
 
-_suffix = ".dylib" if platform.system() == "Darwin" else ".so"
+_suffix = lib_suffix()
 
 
 def _lib_path(net, lanes, flags):

@@ -10,16 +10,13 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import platform
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
