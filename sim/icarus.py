@@ -60,7 +60,7 @@ def run_cocotb(verilog: Path, top: str, payloads: np.ndarray, expected: np.ndarr
         sys.path.insert(0, str(ROOT))     # the runner hands sys.path to the simulator as PYTHONPATH
     runner = get_runner(simulator)
     runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=top, build_dir=build_dir,
-                 timescale=("1ns", "1ps"), always=True)
+                 timescale=("1ns", "1ps"), always=True, log_file=build_dir / "build.log")
     t0 = time.perf_counter()
     xml = build_dir / "results.xml"
     if xml.exists():
@@ -68,7 +68,7 @@ def run_cocotb(verilog: Path, top: str, payloads: np.ndarray, expected: np.ndarr
     try:
         runner.test(test_module="sim.tb_classifier", hdl_toplevel=top, build_dir=build_dir,
                     test_dir=build_dir, testcase=testcase, extra_env={"LGN_SIM_JOB": str(job)},
-                    results_xml=str(xml))
+                    results_xml=str(xml), log_file=build_dir / "cocotb.log")
     except SystemExit:
         # Under pytest (and on a simulator crash) the runner exits on failing tests;
         # the results file below says what happened either way.
@@ -77,7 +77,7 @@ def run_cocotb(verilog: Path, top: str, payloads: np.ndarray, expected: np.ndarr
     try:
         tests, failed = get_results(Path(xml))
     except RuntimeError as e:
-        raise SimError(f"{simulator}: {e}") from None
+        raise SimError(f"{simulator}: {e}; see {build_dir / 'cocotb.log'}") from None
     if out.exists():
         classes = np.load(out)
         seconds = json.loads(Path(str(out) + ".json").read_text())["seconds"]

@@ -139,7 +139,8 @@ def simulate(sim: str, net, images: np.ndarray, expected: np.ndarray, build: Pat
                        seed=seed)
         ok = r.failed == 0
         return r.classes.astype(np.int64), r.images_per_second, ok, \
-            f"cocotb: {r.tests - r.failed}/{r.tests} tests passed ({r.results_xml})"
+            f"cocotb: {r.tests - r.failed}/{r.tests} tests passed ({r.results_xml}" + \
+            ("" if ok else f"; log {r.results_xml.with_name('cocotb.log')}") + ")"
     if sim == "amaranth":
         from lgn_fpga.hdl.core import ImageClassifier
         dut = ImageClassifier(net, stages, popcount_levels=popcount_levels)

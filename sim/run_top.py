@@ -74,16 +74,17 @@ def run_top_bench(net, images, build_dir, *, testcase=None, cycles_per_bit: int 
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))     # the runner hands sys.path to the simulator as PYTHONPATH
     runner = get_runner("icarus")
-    runner.build(sources=[vfile], hdl_toplevel="top", build_dir=build_dir, timescale=("1ns", "1ps"), always=True)
+    runner.build(sources=[vfile], hdl_toplevel="top", build_dir=build_dir, timescale=("1ns", "1ps"), always=True,
+                 log_file=build_dir / "build.log")
     t0 = time.perf_counter()
     xml = runner.test(test_module="sim.tb_top", hdl_toplevel="top", build_dir=build_dir, test_dir=build_dir,
                       testcase=testcase, extra_env={"LGN_TOP_JOB": str(job)},
-                      results_xml=str(build_dir / "results.xml"))
+                      results_xml=str(build_dir / "results.xml"), log_file=build_dir / "cocotb.log")
     secs = time.perf_counter() - t0
     try:
         tests, failed = get_results(Path(xml))
     except RuntimeError as e:
-        raise SimError(f"icarus: {e}") from None
+        raise SimError(f"icarus: {e}; see {build_dir / 'cocotb.log'}") from None
     return TopBenchRun(tests, failed, secs, Path(xml))
 
 

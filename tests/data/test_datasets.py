@@ -1,6 +1,5 @@
 """Loaders on small files written in the real formats, on ../shared/data when present, and bad input."""
 import gzip
-import os
 import pickle
 import struct
 

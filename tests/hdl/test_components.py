@@ -2,7 +2,7 @@
 """Binarizer, gate logic, GatePipeline, PopCount and ArgMax, each against the software model."""
 import numpy as np
 import pytest
-from amaranth.hdl import Cat, Module, Signal
+from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from lgn_fpga.data.encoding import ThermometerEncoding

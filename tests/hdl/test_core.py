@@ -2,7 +2,7 @@
 """ClassifierCore and ImageClassifier in the Amaranth simulator, image by image against the golden evaluator."""
 import numpy as np
 import pytest
-from amaranth.lib import stream, wiring
+from amaranth.lib import stream
 from amaranth.lib.wiring import In, Out
 from amaranth.hdl import unsigned
 from hypothesis import given, settings, strategies as st, HealthCheck

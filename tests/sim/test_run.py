@@ -3,7 +3,6 @@
 import re
 
 import numpy as np
-import pytest
 
 from lgn_fpga.netlist.random import random_netlist
 

@@ -8,7 +8,7 @@ from lgn_fpga.netlist.evaluate import predict
 from lgn_fpga.netlist.random import random_netlist
 
 from sim import verilator as V
-from sim.icarus import have_icarus, run_cocotb
+from sim.icarus import have_icarus
 from sim.run import main as sim_main
 
 needs_verilator = pytest.mark.skipif(V.verilator_path() is None, reason="verilator not installed")

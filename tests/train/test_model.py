@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from lgn_fpga.gates import COEFFS, TRUTH, naive_mix_terms
+from lgn_fpga.gates import TRUTH, naive_mix_terms
 from lgn_fpga.train.model import GroupSum, LogicLayer, LogicNet, Relaxation, gumbel_noise, make_connections
 
 
