@@ -31,6 +31,7 @@ import torch
 
 from ..ccompile import cache_root, cc_command, compiler_id, cpu_fingerprint, extra_cflags, lib_suffix
 from ..errors import LgnError
+from .autograd import logic_function
 from .reverse_index import reverse_index
 
 __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "forward", "backward",
@@ -255,19 +256,4 @@ def backward(g, x, a, b, c_in, rev=None, need_x=True, need_c=True):
     return dx, dc
 
 
-class LogicFunction(torch.autograd.Function):
-    """autograd.Function over the C kernels.  Saves only ``x``, the indices and the coefficients."""
-
-    @staticmethod
-    def forward(ctx, x, a, b, c, c_in):
-        x = x.contiguous()
-        y = forward(x, a, b, c.detach())
-        ctx.rev = reverse_index(a, b, x.shape[0]) if ctx.needs_input_grad[0] else None
-        ctx.save_for_backward(x, a, b, (c if c_in is None else c_in).detach())
-        return y
-
-    @staticmethod
-    def backward(ctx, g):
-        x, a, b, c_in = ctx.saved_tensors
-        dx, dc = backward(g, x, a, b, c_in, ctx.rev, ctx.needs_input_grad[0], ctx.needs_input_grad[3])
-        return dx, None, None, dc, None
+LogicFunction = logic_function(forward, backward, reverse_index, "C")

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from .autograd import logic_function
+
 __all__ = ["forward", "backward", "LogicFunction"]
 
 
@@ -42,16 +44,8 @@ def backward(g, x, a, b, c_in, need_x=True, need_c=True):
     return gx, gc
 
 
-class LogicFunction(torch.autograd.Function):
-    """autograd.Function over :func:`forward` / :func:`backward`."""
+def _backward(g, x, a, b, c_in, rev, need_x, need_c):
+    return backward(g.contiguous(), x, a, b, c_in, need_x, need_c)
 
-    @staticmethod
-    def forward(ctx, x, a, b, c, c_in):
-        ctx.save_for_backward(x, a, b, c if c_in is None else c_in)
-        return forward(x, a, b, c)
 
-    @staticmethod
-    def backward(ctx, g):
-        x, a, b, c_in = ctx.saved_tensors
-        gx, gc = backward(g.contiguous(), x, a, b, c_in, ctx.needs_input_grad[0], ctx.needs_input_grad[3])
-        return gx, None, None, gc, None
+LogicFunction = logic_function(forward, _backward, lambda a, b, F: None, "reference")
