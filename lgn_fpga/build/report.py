@@ -15,9 +15,9 @@ Numbers, per family:
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from ..fileio import atomic_write_text
 
 __all__ = ["collect", "to_markdown", "write_report", "fmax_of"]
 
@@ -151,22 +151,10 @@ def to_markdown(rep: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _atomic_write(path: Path, text: str):
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_report(rep: dict, out_dir) -> tuple:
     """Write ``report.json`` and ``report.md`` into ``out_dir``; return their paths."""
     out = Path(out_dir)
     j, md = out / "report.json", out / "report.md"
-    _atomic_write(j, json.dumps(rep, indent=2) + "\n")
-    _atomic_write(md, to_markdown(rep))
+    atomic_write_text(j, json.dumps(rep, indent=2) + "\n")
+    atomic_write_text(md, to_markdown(rep))
     return j, md

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LgnError
+from ..fileio import atomic_write_text
 from ..netlist.ir import Netlist
 
 __all__ = ["HdlError", "yosys_command", "to_rtlil", "to_verilog", "export_core", "ExportResult",
@@ -85,19 +86,6 @@ def rtlil_to_verilog(rtlil_text: str) -> str:
 def to_verilog(component, name: str = "lgn_core") -> str:
     """Verilog text of an Amaranth component."""
     return rtlil_to_verilog(to_rtlil(component, name))
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
@@ -177,8 +165,8 @@ def export_core(netlist: Netlist, out_dir, *, stages: int = 1, popcount_levels: 
     info = describe(comp, netlist, name, stages, inputs)
     paths = ExportResult(out / f"{name}.v", out / f"{name}.il", out / f"{name}.json", info)
     if rtlil:
-        _atomic_write(paths.rtlil, il_text)
+        atomic_write_text(paths.rtlil, il_text)
     if verilog:
-        _atomic_write(paths.verilog, rtlil_to_verilog(il_text))
-    _atomic_write(paths.meta, json.dumps(info, indent=2) + "\n")
+        atomic_write_text(paths.verilog, rtlil_to_verilog(il_text))
+    atomic_write_text(paths.meta, json.dumps(info, indent=2) + "\n")
     return paths
