@@ -38,6 +38,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lgn_fpga.build.boards import load_board  # noqa: E402
 from lgn_fpga.build.fit import estimate  # noqa: E402
@@ -46,6 +47,7 @@ from lgn_fpga.netlist import Netlist  # noqa: E402
 from lgn_fpga.netlist.passes import optimize  # noqa: E402
 from lgn_fpga.netlist.random import random_netlist  # noqa: E402
 from lgn_fpga.netlist.stats import estimate_resources  # noqa: E402
+from _table import table  # noqa: E402
 
 BOARDS = {"ecp5": "ulx3s", "ice40": "icebreaker"}
 NETS = {
@@ -106,15 +108,6 @@ def core_parts_synth(net, family: str, stages: int, workdir: Path) -> dict:
 
 def pct(est, real) -> str:
     return f"{100 * (est - real) / real:+.1f} %" if real else "-"
-
-
-def table(title, header, rows):
-    print(f"\n{title}")
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
 def main(argv=None):

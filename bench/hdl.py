@@ -41,6 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 if (ROOT.parent / "shared" / "data").is_dir():
     os.environ.setdefault("LGN_FPGA_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("LGN_FPGA_OFFLINE", "1")
@@ -49,6 +50,7 @@ from lgn_fpga.hdl.core import ClassifierCore, ImageClassifier  # noqa: E402
 from lgn_fpga.hdl.export import export_core, rtlil_to_verilog, to_rtlil, yosys_command  # noqa: E402
 from lgn_fpga.netlist.evaluate import predict  # noqa: E402
 from lgn_fpga.netlist.random import random_netlist  # noqa: E402
+from _table import table  # noqa: E402
 
 
 def mnist_netlist(gates: int, layers: int, seed: int = 0):
@@ -66,15 +68,6 @@ def images_for(net, n: int):
     except Exception:                      # no data here: speed does not depend on it
         pass
     return np.random.default_rng(0).integers(0, 256, (n,) + tuple(net.encoding.shape), dtype=np.uint8), "random"
-
-
-def table(title, header, rows):
-    print(f"\n{title}")
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    print("  ".join(str(h).ljust(w) for h, w in zip(header, widths)))
-    print("  ".join("-" * w for w in widths))
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
 def bench_generation(gates: int, layers: int):
