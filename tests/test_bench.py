@@ -1,0 +1,35 @@
+"""The benchmark scripts still run (``--quick``: tiny sizes) and their correctness columns hold."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_bench(name, *args):
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / name), "--quick", *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    return r.stdout
+
+
+def test_infer_quick_rows_agree():
+    out = run_bench("infer.py")
+    rows = [l for l in out.splitlines() if l.startswith(("reference ", "numpy", "c ", "c,", "torch "))]
+    assert len(rows) >= 5
+    assert all(" yes " in l for l in rows), "\n".join(rows)
+
+
+def test_kernels_quick_table():
+    out = run_bench("kernels.py", "--threads", "1")
+    assert "| model | batch |" in out and "C 1T ms" in out
+
+
+@pytest.mark.sim
+def test_hdl_quick_simulators_agree():
+    out = run_bench("hdl.py")
+    assert "Generation" in out and "ClassifierCore" in out
+    sims = [l for l in out.splitlines() if l.startswith(("Amaranth (pysim)", "cocotb + Icarus", "Verilator"))]
+    assert sims and all(l.rstrip().endswith("True") for l in sims), "\n".join(sims)
