@@ -181,6 +181,16 @@ def _rerun_script(tools: dict, plan: FlowPlan) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_plan(fp: FlowPlan, out_dir, tools: dict) -> Path:
+    """Write Amaranth's build files and ``rerun.sh`` (which runs them with ``tools``) into ``out_dir``."""
+    out = Path(out_dir).resolve()
+    fp.plan.extract(str(out))
+    rerun = out / "rerun.sh"
+    rerun.write_text(_rerun_script(tools, fp))
+    rerun.chmod(0o755)
+    return out
+
+
 def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None,
               stop_after: str | None = None) -> BuildResult:
     """Write the plan into ``out_dir`` and run synthesis, place and route, and packing.
@@ -200,11 +210,7 @@ def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None,
     if stop_after not in (None, "synth", "pnr"):
         raise ValueError(f"stop_after must be None, 'synth' or 'pnr', not {stop_after!r}")
     tools = tools or resolve_tools(fp.board.family)
-    out = Path(out_dir).resolve()
-    fp.plan.extract(str(out))
-    rerun = out / "rerun.sh"
-    rerun.write_text(_rerun_script(tools, fp))
-    rerun.chmod(0o755)
+    out = write_plan(fp, out_dir, tools)
     result = BuildResult(out_dir=out, bitstream=out / f"{fp.name}{fp.board.bitstream_suffix}", tools=tools)
     env = dict(os.environ)
     env.update({_env_var(t): p for t, p in tools.items()})

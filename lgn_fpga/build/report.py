@@ -19,7 +19,16 @@ from pathlib import Path
 
 from ..fileio import atomic_write_text
 
-__all__ = ["collect", "to_markdown", "write_report", "fmax_of"]
+__all__ = ["collect", "to_markdown", "write_report", "fmax_of", "lut_summary"]
+
+
+def lut_summary(rep: dict) -> str:
+    """``3,685/5,280 logic cells (69.8 %, 2,842 LUT4)`` on iCE40, ``41,162/83,640 LUTs (49.2 %)`` on ECP5."""
+    lut = rep["resources"]["lut"]
+    if rep.get("family") == "ice40":
+        return (f"{lut['used']:,}/{lut['budget']:,} logic cells ({lut['percent']} %, "
+                f"{rep.get('luts_after_synthesis', 0):,} LUT4)")
+    return f"{lut['used']:,}/{lut['budget']:,} LUTs ({lut['percent']} %)"
 
 
 def _load(path: Path):

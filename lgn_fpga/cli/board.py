@@ -50,8 +50,8 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, p
     """
     from ..build.boards import load_board
     from ..build.fit import check_fit
-    from ..build.flow import BuildError, plan_build, run_build
-    from ..build.report import collect, write_report
+    from ..build.flow import BuildError, plan_build, resolve_tools, run_build, write_plan
+    from ..build.report import collect, lut_summary, write_report
     from ..netlist.format import load
 
     b = load_board(board)
@@ -66,15 +66,15 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, p
     click.echo(f"elaborated in {time.perf_counter() - t0:.1f} s: latency {fp.top.latency} cycles, "
                f"{fp.baud} baud, frame timeout {fp.top.timeout:,} cycles")
     if plan_only:
-        fp.plan.extract(str(out))
+        write_plan(fp, out, resolve_tools(b.family))
         (out / "estimate.json").write_text(json.dumps(fit.as_dict(), indent=2) + "\n")
-        click.echo(f"wrote the build plan to {out} (run: sh {out}/{fp.plan.script}.sh)")
+        click.echo(f"wrote the build plan to {out} (run: sh {out}/rerun.sh)")
         return
     res = run_build(fp, out, log=lambda s: click.echo("  " + s))
     rep = collect(fp, res, net, model_path=path, estimate=fit.as_dict())
     j, md = write_report(rep, out)
     r = rep["resources"]
-    click.echo(f"{res.bitstream}: LUT {r['lut']['used']:,}/{r['lut']['budget']:,} ({r['lut']['percent']} %), "
+    click.echo(f"{res.bitstream}: {lut_summary(rep)}, "
                f"FF {r['ff']['used']:,} ({r['ff']['percent']} %), BRAM {r['bram']['used']}; "
                f"Fmax {rep['fmax_mhz']} MHz vs {rep['clock_mhz']} MHz "
                f"({'met' if rep['timing_met'] else 'NOT MET'}); latency {rep['latency_cycles']} cycles; "

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..build.report import lut_summary
 from ..errors import LgnError
 
 
@@ -64,9 +65,8 @@ def summarize(run=None, model=None, sim=None, build=None) -> list[tuple[str, str
                                    f"{s['latency']} cycles)"))
     if build is not None:
         b = _json(Path(build) / "report.json", "run 'lgn-fpga build' first")
-        lut, ff = b["resources"]["lut"], b["resources"]["ff"]
-        rows.append(("bitstream", f"{b['board']} ({b['device']}): {lut['used']:,}/{lut['budget']:,} LUTs "
-                                  f"({lut['percent']}%), {ff['used']:,} FFs, Fmax {b['fmax_mhz']} MHz at a "
+        ff = b["resources"]["ff"]
+        rows.append(("bitstream", f"{b['board']} ({b['device']}): {lut_summary(b)}, {ff['used']:,} FFs, Fmax {b['fmax_mhz']} MHz at a "
                                   f"{b['clock_mhz']} MHz clock ({'met' if b['timing_met'] else 'NOT MET'}), latency "
                                   f"{b['latency_cycles']} cycles"))
         rows.append(("throughput", f"{b['images_per_s_at_clock']:,} images/s in the fabric, "

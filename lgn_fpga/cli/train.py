@@ -76,7 +76,8 @@ def _default_run_dir(cfg) -> Path:
               "(--steps may raise its total).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **overrides):
-    """Train a logic gate network on DATASET (digits, mnist, fashion-mnist, cifar10).
+    """Train a logic gate network on DATASET (digits, mnist, fashion-mnist, cifar10;
+    default: the --config file's dataset, else digits).
 
     Writes a run directory with the resolved config, metrics.jsonl, checkpoint.pt (latest, for --resume)
     and best.pt (best validation accuracy of the discretized network). Validation accuracy is printed
@@ -104,6 +105,12 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     if resume:
         if not run_dir:
             raise ConfigError("--resume needs --run-dir/-o RUN (the run to continue)")
+        extra = sorted(k for k in cli if k != "steps") + (["--config"] if config_path else [])
+        if extra:
+            named = ", ".join(k if k.startswith("-") else "DATASET" if k == "dataset" else f"--{k.replace('_', '-')}"
+                              for k in extra)
+            raise ConfigError(f"--resume continues {run_dir} with its saved config; only --steps may change "
+                              f"(drop {named}, or start a new run without --resume)")
         cfg = resolve_config({}, {k: v for k, v in cli.items() if k == "steps"})
         if "steps" not in cli:
             cfg.steps = 0
@@ -157,7 +164,8 @@ def info(run):
     widths = cfg.get("widths") or [cfg["width"]] * cfg["layers"]
     click.echo(f"run          {run}")
     click.echo(f"dataset      {cfg['dataset']} ({len(st['classes'])} classes), thresholds {cfg['thresholds']}")
-    click.echo(f"network      {len(widths)} layers x {widths[0]} = {sum(widths)} gates, {cfg['connections']} wiring, "
+    shape = f"{len(widths)} x {widths[0]}" if len(set(widths)) == 1 else " - ".join(str(w) for w in widths)
+    click.echo(f"network      {shape} = {sum(widths)} gates, {cfg['connections']} wiring, "
                f"{cfg['init']} init, group tau {cfg['group_tau']}")
     knobs = "" if cfg["mode"] == "softmax" else (f": noise {cfg['noise']} ({cfg['noise_schedule']}), gumbel tau "
                                                   f"{cfg['gumbel_tau']}, input grad {cfg['input_grad']}")

@@ -326,6 +326,9 @@ def load(name: str, data_dir=None, val_size=None) -> DataBundle:
     """
     if name not in DATASETS:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if data_dir and not Path(data_dir).is_dir():
+        raise DataError(f"data folder {data_dir} does not exist; create it (missing files are downloaded there) "
+                        f"or pass the folder that holds the {name} files")
     fn, default_val = DATASETS[name]
     tr, te, classes = fn(data_dir)
     v = default_val if val_size is None else val_size

@@ -49,7 +49,13 @@ def flash(board, bitstream, *, dry_run: bool = False, log=None) -> list:
         raise HostError(f"bitstream {bit} not found; build it first: lgn-fpga build MODEL --board {board.name}")
     if bit.suffix != board.bitstream_suffix:
         raise HostError(f"{bit} is not a bitstream for {board.name} (expected a {board.bitstream_suffix} file)")
-    prog, path = find_programmer(board)
+    try:
+        prog, path = find_programmer(board)
+    except HostError:
+        if not (dry_run and board.programmers):
+            raise
+        prog = board.programmers[0]           # nothing installed: show what the preferred one would run
+        path = prog.tool
     cmd = [path, *prog.command(bit.resolve())]
     if log:
         log("$ " + " ".join(cmd))

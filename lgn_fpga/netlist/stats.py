@@ -241,16 +241,20 @@ def _gate_luts(net: Netlist, k: int, live: np.ndarray) -> int:
     return int(logic.sum()) - absorbed
 
 
-def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1) -> dict:
-    """Estimated LUT4 and flip-flops of ``net`` as ``lgn_fpga.hdl.ClassifierCore(net, stages)``.
+def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
+                       popcount_levels: int | None = None) -> dict:
+    """Estimated LUT4 and flip-flops of ``net`` as ``lgn_fpga.hdl.ClassifierCore(net, stages, popcount_levels=...)``.
 
     Parameters
     ----------
     net : Netlist
     family : {"ice40", "ecp5"}
     stages : int
-        Logic levels per register stage (gate layers, compressor levels and
-        comparator levels alike; 1 = the highest clock).
+        Logic levels per register stage (gate layers and comparator levels;
+        1 = the highest clock).
+    popcount_levels : int, optional
+        Full-adder levels per register stage of the popcount (default
+        ``2 * stages``, as the HDL).
 
     Returns
     -------
@@ -280,7 +284,9 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1) -> 
     regs = register_counts(net, k)
     gates = {"lut": gate_lut, "ff": regs["registers"], "unpaired_ff": regs["carry"],
              "latency": regs["groups"], "carry_registers": regs["carry"]}
-    pc = _popcount([len(o) for o in net.outputs], net.bias.tolist(), k)
+    # the popcount registers every 2 x stages full-adder levels unless told otherwise, as ClassifierCore does
+    kp = 2 * k if popcount_levels is None else _check_stages(popcount_levels)
+    pc = _popcount([len(o) for o in net.outputs], net.bias.tolist(), kp)
     am = _argmax(net.n_classes, pc["score_width"], k)
     if family == "ecp5" and k > 1:
         # Same effect on the adder and comparator trees (yosys 0.5x synth_ecp5, random netlists):
@@ -362,7 +368,7 @@ def format_summary(s: dict) -> str:
     lines.append(f"  gates       {s['gates']} in {s['depth']} layers {s['layer_widths']}")
     lines.append(f"  unused      {s['unused_gates']} gates ({s['constant_gates']} constant)")
     lines.append(f"  classes     {s['classes']}, outputs per class {s['outputs_per_class']}, bias {s['bias']}")
-    lines.append(f"  outputs by layer  {s['output_layers']}")
+    lines.append("  outputs     by source layer: " + ", ".join(f"{k} {v}" for k, v in s["output_layers"].items()))
     ops = [(n, c) for n, c in s["gates_by_op"].items() if c]
     ops.sort(key=lambda x: -x[1])
     lines.append("  gates by op " + ", ".join(f"{n} {c}" for n, c in ops))

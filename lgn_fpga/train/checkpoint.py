@@ -48,6 +48,14 @@ def find_checkpoint(path, prefer: str = "checkpoint.pt") -> Path:
     return p
 
 
+def _other_hint(p: Path) -> str:
+    """What to try instead of a broken checkpoint: its sibling in the run folder, else training again."""
+    other = p.with_name("checkpoint.pt" if p.name == "best.pt" else "best.pt")
+    if p.name in ("best.pt", "checkpoint.pt") and other.exists():
+        return f"try {other} instead, or train again"
+    return "train again"
+
+
 def load_checkpoint(path, prefer: str = "checkpoint.pt") -> dict:
     """Load and check a checkpoint; one clear error for anything unreadable."""
     p = find_checkpoint(path, prefer)
@@ -55,7 +63,7 @@ def load_checkpoint(path, prefer: str = "checkpoint.pt") -> dict:
         state = torch.load(p, map_location="cpu", weights_only=False)
     except Exception as e:
         raise CheckpointError(f"{p} is not a readable checkpoint ({type(e).__name__}); it may be truncated or "
-                              f"corrupt: use best.pt or train again") from None
+                              f"corrupt: {_other_hint(p)}") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{p} is not an lgn-fpga checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:

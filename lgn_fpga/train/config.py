@@ -88,7 +88,9 @@ _CHOICES = {
     "noise_schedule": ("constant", "linear", "cosine"), "input_grad": ("hard", "soft"),
     "kernel": ("auto", "reference", "cpu", "triton"), "recipe": tuple(RECIPES) + (None,),
 }
-_POSITIVE = {"layers", "width", "batch_size", "steps", "eval_every", "eval_batch", "group_tau", "gumbel_tau", "lr"}
+_POSITIVE = {"layers", "width", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
+             "lr", "threads", "val_size"}
+_NON_NEGATIVE = {"noise", "noise_final", "weight_decay", "residual_logit"}
 
 
 def _type_ok(value, tp) -> bool:
@@ -136,6 +138,11 @@ def _check_keys(d: dict, source: str) -> None:
                               f"{', '.join(str(c) for c in _CHOICES[key] if c)}, not {value!r}")
         if key in _POSITIVE and value is not None and value <= 0:
             raise ConfigError(f"key '{key}' in {source} must be positive, not {value!r}")
+        if key in _NON_NEGATIVE and value is not None and value < 0:
+            raise ConfigError(f"key '{key}' in {source} must be >= 0, not {value!r}")
+        if key == "thresholds" and isinstance(value, int) and not 1 <= value <= 255:
+            raise ConfigError(f"key 'thresholds' in {source} must be a count in 1..255 or a list of integers, "
+                              f"not {value!r}")
 
 
 def load_yaml(path) -> dict:
@@ -176,8 +183,6 @@ def resolve_config(yaml_dict: dict | None = None, cli: dict | None = None, sourc
     cfg = TrainConfig(**merged)
     if cfg.mode == "softmax":
         cfg.recipe = "softmax"  # the Gumbel knobs don't apply; don't let a gumbel recipe name stick
-    if cfg.noise < 0 or (cfg.noise_final is not None and cfg.noise_final < 0):
-        raise ConfigError(f"noise must be >= 0, not {cfg.noise!r}")
     if cfg.noise_schedule != "constant" and cfg.noise_final is None:
         raise ConfigError(f"noise_schedule '{cfg.noise_schedule}' needs noise_final (the value it ends at)")
     if cfg.widths is not None and (not cfg.widths or any(not isinstance(w, int) or w <= 0 for w in cfg.widths)):

@@ -138,7 +138,10 @@ class Trainer:
             raise ConfigError(str(e)) from None
 
         self.data: DataBundle = load(cfg.dataset, cfg.data_dir, cfg.val_size)
-        self.enc = ThermometerEncoding.make(self.data.shape, cfg.thresholds)
+        try:
+            self.enc = ThermometerEncoding.make(self.data.shape, cfg.thresholds)
+        except ValueError as e:
+            raise ConfigError(f"thresholds: {e}") from None
         n_classes = len(self.data.classes)
         as_t = lambda s: (torch.from_numpy(s.images).to(self.device), torch.from_numpy(s.labels).to(self.device))
         self.train_x, self.train_y = as_t(self.data.train)
@@ -274,9 +277,27 @@ class Trainer:
             raise KeyboardInterrupt
         return last
 
+    def _recorded_test(self, step: int) -> dict | None:
+        """The test record already in metrics.jsonl for the best checkpoint at ``step``, if any."""
+        path = self.run_dir / "metrics.jsonl"
+        if not path.exists():
+            return None
+        found = None
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if rec.get("split") == "test" and rec.get("step") == step:
+                found = rec
+        return found
+
     def test(self) -> dict:
         """Evaluate the best checkpoint once on the test split and record it."""
         best = load_checkpoint(self.run_dir, "best.pt")
+        done = self._recorded_test(best["step"])
+        if done is not None:
+            return done              # a resumed run that found no better checkpoint: the test split stays tested once
         model, _ = model_from_state(best)
         model.to(self.device).eval()
         tx, ty = torch.from_numpy(self.data.test.images).to(self.device), torch.from_numpy(self.data.test.labels).to(self.device)

@@ -44,7 +44,9 @@ def test_plan_only(tmp_path, monkeypatch, capsys):
     assert (out / "build_top.sh").exists() and (out / "top.lpf").exists() and (out / "top.il").exists()
     est = json.loads((out / "estimate.json").read_text())
     assert est["budget"]["lut"] == 12288 and est["lut"] > 0
-    assert "3000000 baud" in capsys.readouterr().out and not ran.exists()
+    text = capsys.readouterr().out
+    assert "3000000 baud" in text and not ran.exists()
+    assert f"run: sh {out.resolve()}/rerun.sh" in text and "spy.sh" in (out / "rerun.sh").read_text()
 
 
 def test_missing_model_is_a_clear_error(tmp_path, monkeypatch, capsys):

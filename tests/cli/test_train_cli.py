@@ -47,6 +47,9 @@ def test_missing_data(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("LGN_FPGA_DATA", raising=False)
     code, _, err = run(capsys, "train", "cifar10", "--data-dir", str(tmp_path / "none"), "-o", str(tmp_path / "r"))
+    _one_line_error(code, err, r"data folder .*none does not exist; create it")
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "train", "cifar10", "--data-dir", str(tmp_path / "empty"), "-o", str(tmp_path / "r"))
     _one_line_error(code, err, r"cifar10 not found .*put data_batch_1..5.bin")
 
 
@@ -77,3 +80,15 @@ def test_corrupt_checkpoint_keeps_files(capsys, tmp_path):
 def test_non_finite_loss(capsys, tmp_path):
     code, _, err = run(capsys, "train", "digits", *TINY, "--group-tau", "1e-45", "--steps", "5", "-o", str(tmp_path / "r"))
     _one_line_error(code, err, "loss became nan at step 0; no checkpoint was written yet")
+
+
+def test_resume_refuses_other_options_and_tests_once(capsys, tmp_path):
+    code, _, err = run(capsys, "train", "digits", *TINY, "--steps", "10", "--eval-every", "10", "-o", str(tmp_path / "r"))
+    assert code == 0, err
+    code, _, err = run(capsys, "train", "mnist", "--resume", "-o", str(tmp_path / "r"), "--lr", "0.1")
+    _one_line_error(code, err, r"--resume continues .* only --steps may change \(drop DATASET, --lr")
+    for _ in range(2):          # nothing left to train: the recorded test result is reused, not re-appended
+        code, out, err = run(capsys, "train", "--resume", "-o", str(tmp_path / "r"), "--steps", "10")
+        assert code == 0, err
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert sum('"split": "test"' in l for l in lines) == 1

@@ -109,7 +109,10 @@ def test_unknown_dataset():
 
 
 def test_missing_data_says_where_to_put_it(isolated):
+    (isolated / "empty").mkdir()
     with pytest.raises(DataError, match=r"mnist not found \(LGN_FPGA_OFFLINE is set\); put train-images"):
+        D.load("mnist", isolated / "empty")
+    with pytest.raises(DataError, match=r"data folder .*nothing does not exist"):
         D.load("mnist", isolated / "nothing")
 
 
@@ -146,7 +149,7 @@ def test_download_is_checksummed(isolated, monkeypatch):
     monkeypatch.delenv("LGN_FPGA_OFFLINE")
     monkeypatch.setattr(D, "_download", lambda url, md5: gzip.compress(b"not mnist"))
     with pytest.raises(DataError, match="checksum mismatch"):
-        D.load("mnist", isolated / "nothing")
+        D.load("mnist")
     assert not list((isolated / "cache").rglob("*.gz"))
 
 

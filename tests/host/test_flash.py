@@ -69,3 +69,13 @@ def test_failures_are_clear(bare_path, tmp_path):
     good.write_bytes(b"x")
     with pytest.raises(HostError, match=r"iceprog failed with exit code 3: is the board plugged in"):
         flash(b, good)
+
+
+def test_dry_run_without_any_programmer_shows_the_preferred_command(bare_path, tmp_path):
+    bit = tmp_path / "top.bin"
+    bit.write_bytes(b"x")
+    b = load_board("icebreaker")
+    cmd = flash(b, bit, dry_run=True)
+    assert cmd[0] == b.programmers[0].tool and cmd[-1] == str(bit.resolve())
+    with pytest.raises(HostError, match="no programmer for icebreaker found"):
+        flash(b, bit)

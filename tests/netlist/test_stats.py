@@ -67,3 +67,16 @@ def test_summary_is_json_and_text():
     text = S.format_summary(s)
     for word in ("gates by op", "fan-out", "carry registers", "ice40", "ecp5"):
         assert word in text
+
+
+def test_estimated_latency_is_the_hardware_latency():
+    """stats and the HDL agree on latency for any stages / popcount_levels (one source: the same level plan)."""
+    import numpy as np
+    from lgn_fpga.hdl.core import ClassifierCore
+    from lgn_fpga.netlist.random import random_netlist
+    from lgn_fpga.netlist.stats import estimate_resources
+    net = random_netlist(np.random.default_rng(3), shape=(1, 8, 8), thresholds=3, widths=(300, 200, 100),
+                         n_classes=10)
+    for stages, pl in ((1, None), (2, None), (3, None), (1, 1), (2, 5)):
+        core = ClassifierCore(net, stages, popcount_levels=pl)
+        assert estimate_resources(net, "ice40", stages, popcount_levels=pl)["latency"] == core.latency, (stages, pl)
