@@ -45,13 +45,18 @@ def lgn_cli():
     return _cli
 
 
+def _train_and_export(tmp_path_factory, name: str, train_args: list):
+    """Train ``lgn-fpga train ARGS`` into a fresh folder, export it optimized; the .lgn path."""
+    d = tmp_path_factory.mktemp(name)
+    _cli(["train", *train_args, "--quiet", "-o", str(d / "run")])
+    _cli(["export", str(d / "run"), "-o", str(d / "model.lgn")])
+    return d / "model.lgn"
+
+
 @pytest.fixture(scope="session")
 def trained_digits(tmp_path_factory):
     """The `make demo` model: digits-tiny trained with the default recipe and exported (about 20 s)."""
-    d = tmp_path_factory.mktemp("digits-model")
-    _cli(["train", "digits", "--config", "digits-tiny", "--quiet", "-o", str(d / "run")])
-    _cli(["export", str(d / "run"), "-o", str(d / "model.lgn")])
-    return d / "model.lgn"
+    return _train_and_export(tmp_path_factory, "digits-model", ["digits", "--config", "digits-tiny"])
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +68,17 @@ def trained_mnist(tmp_path_factory, real_data_dir):
     """
     if not have_data("mnist"):
         pytest.skip("MNIST not available")
-    d = tmp_path_factory.mktemp("mnist-model")
-    _cli(["train", "mnist", "--thresholds", "1", "--layers", "5", "--width", "4000", "--steps", "400",
-          "--eval-every", "400", "--val-size", "1000", "--quiet", "-o", str(d / "run")])
-    _cli(["export", str(d / "run"), "-o", str(d / "model.lgn")])
-    return d / "model.lgn"
+    return _train_and_export(tmp_path_factory, "mnist-model", [
+        "mnist", "--thresholds", "1", "--layers", "5", "--width", "4000", "--steps", "400", "--eval-every", "400",
+        "--val-size", "1000"])
+
+
+@pytest.fixture(scope="session")
+def trained_mnist_small(tmp_path_factory, real_data_dir):
+    """A smaller real MNIST model for a ULX3S build that routes in minutes: 4 x 2000 gates, 1 threshold,
+    1500 steps, one thread (deterministic); about 89% test accuracy, about 4,500 gates exported."""
+    if not have_data("mnist"):
+        pytest.skip("MNIST not available")
+    return _train_and_export(tmp_path_factory, "mnist-small-model", [
+        "mnist", "--thresholds", "1", "--layers", "4", "--width", "2000", "--steps", "1500", "--eval-every", "500",
+        "--val-size", "1000", "--threads", "1"])
