@@ -33,3 +33,12 @@ def test_hdl_quick_simulators_agree():
     assert "Generation" in out and "ClassifierCore" in out
     sims = [l for l in out.splitlines() if l.startswith(("Amaranth (pysim)", "cocotb + Icarus", "Verilator"))]
     assert sims and all(l.rstrip().endswith("True") for l in sims), "\n".join(sims)
+
+
+def test_agreement_on_a_trained_run(tmp_path, lgn_cli):
+    lgn_cli(["train", "digits", "--set", "widths=[200,200]", "--steps", "60", "--eval-every", "30", "--quiet",
+             "-o", str(tmp_path / "r")])
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "agreement.py"), str(tmp_path / "r")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "differs from torch on 0 images" in r.stdout and "optimized netlist" in r.stdout
