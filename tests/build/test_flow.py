@@ -163,7 +163,7 @@ def test_demo_model_icebreaker_build(trained_digits, tmp_path, clean_env, lgn_cl
 
 
 def test_mnist_model_ulx3s_build(trained_mnist_small, tmp_path, clean_env, lgn_cli):
-    """A trained MNIST model on the ULX3S 85F through the CLI: .bit, timing met at 25 MHz (5-10 minutes)."""
+    """A trained MNIST model on the ULX3S 85F through the CLI: .bit, timing met at 25 MHz (about 1-2 minutes)."""
     lgn_cli(["build", str(trained_mnist_small), "--board", "ulx3s", "-o", str(tmp_path / "ecp5")])
     rep = json.loads((tmp_path / "ecp5" / "report.json").read_text())
     assert (tmp_path / "ecp5" / "top.bit").stat().st_size > 100_000
