@@ -32,7 +32,7 @@ import numpy as np
 __all__ = [
     "Gate", "GATES", "NUM_GATES", "COEFFS", "TRUTH", "by_name",
     "gate_id_from_truth", "apply_bitwise", "lut4_init", "PASS_A", "PASS_B",
-    "NOT_A", "NOT_B", "FALSE", "TRUE", "CONST_GATES", "WIRE_GATES",
+    "NOT_A", "NOT_B", "FALSE", "TRUE", "CONST_GATES", "WIRE_GATES", "USES_A", "USES_B",
     "compose_not", "swap_inputs", "c_expression", "torch_coeffs", "naive_mix_terms",
 ]
 
@@ -119,6 +119,9 @@ NOT_A = by_name("NOT_A").id
 NOT_B = by_name("NOT_B").id
 CONST_GATES = frozenset(g.id for g in GATES if not g.uses_a and not g.uses_b)
 WIRE_GATES = frozenset(g.id for g in GATES if g.uses_a != g.uses_b)
+#: ``USES_A[i]`` / ``USES_B[i]``: whether gate ``i``'s output depends on input a / b (bool, shape ``[16]``).
+USES_A = np.array([g.uses_a for g in GATES])
+USES_B = np.array([g.uses_b for g in GATES])
 
 #: ``COEFFS[i] = (c0, c1, c2, c3)`` of gate ``i``, shape ``[16, 4]``, float32.
 COEFFS = np.array([g.coeffs for g in GATES], dtype=np.float32)

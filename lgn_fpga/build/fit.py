@@ -46,7 +46,7 @@ def frame_buffer_bits(net) -> int:
     ``p > t`` is ``p >= t+1``, which reads only the bits of ``p`` down to the
     lowest set bit of ``t+1``; bytes that feed no live input bit are removed.
     """
-    from ..netlist.stats import structural_live
+    from ..netlist.analysis import structural_live
     live = structural_live(net)[:net.n_inputs]
     src, th = net.encoding.bit_sources()
     th = np.asarray(th, dtype=np.int64) + 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..gates import TRUTH
+from ..gates import TRUTH, USES_A, USES_B
 from .ir import Netlist
 
 __all__ = ["Analysis", "analyze"]
@@ -89,3 +89,21 @@ def analyze(net: Netlist) -> Analysis:
         live[l.b[g_live & deps_b[i]]] = True
     cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0, bool))
     return Analysis(is_const, value, live, cat(deps_a), cat(deps_b), net.n_inputs)
+
+
+def structural_live(net: Netlist) -> np.ndarray:
+    """Signals that reach a class output through inputs their ops read (no constant analysis).
+
+    This is what the hardware builds (and the C evaluator computes): it must compute exactly what the
+    netlist says, so only the passes remove logic that constants make useless.
+    """
+    live = np.zeros(net.n_signals, bool)
+    for o in net.outputs:
+        live[o] = True
+    off = net.layer_offsets()
+    for i in range(net.depth - 1, -1, -1):
+        l = net.layers[i]
+        g = live[off[i]:off[i + 1]]
+        live[l.a[g & USES_A[l.ops]]] = True
+        live[l.b[g & USES_B[l.ops]]] = True
+    return live

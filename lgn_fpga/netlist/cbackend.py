@@ -40,6 +40,7 @@ from .. import gates
 from ..ccompile import cache_root, cc_command, compiler_id, cpu_fingerprint, extra_cflags, lib_suffix
 from ..errors import LgnError
 from ..gates import GATES, by_name, c_expression
+from .analysis import structural_live
 from .ir import Netlist
 
 __all__ = ["CompileError", "CompiledNetlist", "available", "unavailable_reason", "compile_netlist", "is_built",
@@ -120,22 +121,6 @@ def _check_compiler() -> tuple[bool, str]:
 # -- code generation -------------------------------------------------------------------
 
 _XOR, _AND, _OR = (by_name(n).id for n in ("XOR", "AND", "OR"))
-_USES_A = np.array([g.uses_a for g in GATES])
-_USES_B = np.array([g.uses_b for g in GATES])
-
-
-def _needed_signals(net: Netlist) -> np.ndarray:
-    """Signals that can reach a class output through the inputs each op actually reads."""
-    need = np.zeros(net.n_signals, bool)
-    for o in net.outputs:
-        need[o] = True
-    off = net.layer_offsets()
-    for i in range(net.depth - 1, -1, -1):
-        l = net.layers[i]
-        g = need[off[i]:off[i + 1]]
-        need[l.a[g & _USES_A[l.ops]]] = True
-        need[l.b[g & _USES_B[l.ops]]] = True
-    return need
 
 
 def _program(net: Netlist):
@@ -147,7 +132,7 @@ def _program(net: Netlist):
     inputs and, per class, the variables holding the bits of its count
     (least significant first).
     """
-    need = _needed_signals(net)
+    need = structural_live(net)
     stmts = []
     # Gate statements, in signal order (a gate only reads earlier signals).
     off = net.layer_offsets()

@@ -40,9 +40,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..gates import (CONST_GATES as _CONST, FALSE, GATES, NOT_A, NOT_B, PASS_A, PASS_B, TRUE, compose_not,
-                     gate_id_from_truth, swap_inputs)
-from .analysis import analyze
+from ..gates import (CONST_GATES as _CONST, FALSE, GATES, NOT_A, NOT_B, PASS_A, PASS_B, TRUE, USES_A, USES_B,
+                     compose_not, gate_id_from_truth, swap_inputs)
+from .analysis import analyze, structural_live
 from .ir import Layer, Netlist
 
 __all__ = ["propagate_constants", "fold_wires", "merge_duplicates", "remove_dead", "relevel", "insert_carries",
@@ -51,8 +51,6 @@ __all__ = ["propagate_constants", "fold_wires", "merge_duplicates", "remove_dead
 Pass = Callable[[Netlist], Netlist]
 
 # -- tables derived from the gate table --------------------------------------------------
-_USES_A = np.array([g.uses_a for g in GATES])
-_USES_B = np.array([g.uses_b for g in GATES])
 #: _COMPOSE[op, ia, ib]: op with its inputs inverted where ia / ib
 _COMPOSE = np.array([[[compose_not(op, invert_a=bool(ia), invert_b=bool(ib)) for ib in (0, 1)] for ia in (0, 1)]
                      for op in range(16)], dtype=np.uint8)
@@ -88,7 +86,7 @@ def _flat(net: Netlist):
 
 def _canon(ops, a, b):
     """Point the inputs an op ignores at one it reads (or at signal 0), so they create no dependence."""
-    ua, ub = _USES_A[ops], _USES_B[ops]
+    ua, ub = USES_A[ops], USES_B[ops]
     a2 = np.where(ua, a, np.where(ub, b, 0))
     b2 = np.where(ub, b, a2)
     return a2, b2
@@ -151,8 +149,8 @@ def _unread(net: Netlist, ops, a, b, outputs, candidates):
         s = slice(off[i], off[i + 1])
         keep[s] = ~candidates[s] | read[n_in + off[i]:n_in + off[i + 1]]
         k = keep[s]
-        read[a[s][k & _USES_A[ops[s]]]] = True
-        read[b[s][k & _USES_B[ops[s]]]] = True
+        read[a[s][k & USES_A[ops[s]]]] = True
+        read[b[s][k & USES_B[ops[s]]]] = True
     return keep
 
 
@@ -298,7 +296,7 @@ def relevel(net: Netlist, stages: int = 1, max_sweeps: int = 4) -> Netlist:
     given the others; it stops when a sweep moves nothing.  Returns the input
     unchanged unless the count went down.
     """
-    from .stats import _check_stages, register_counts, structural_live
+    from .stats import _check_stages, register_counts
     k = _check_stages(stages)
     n_in, D = net.n_inputs, net.depth
     if D < 2 or k >= D:
@@ -307,7 +305,7 @@ def relevel(net: Netlist, stages: int = 1, max_sweeps: int = 4) -> Netlist:
     ops, a, b, lay = _flat(net)
     live = structural_live(net)
     lv = (_levels(net)).tolist()
-    ua, ub = _USES_A[ops] & live[n_in:], _USES_B[ops] & live[n_in:]
+    ua, ub = USES_A[ops] & live[n_in:], USES_B[ops] & live[n_in:]
     readers = [[] for _ in range(net.n_signals)]
     for j in np.nonzero(ua)[0].tolist():
         readers[int(a[j])].append(n_in + j)
@@ -378,7 +376,7 @@ def insert_carries(net: Netlist, stages: int = 1) -> Netlist:
     step for hardware generators that want every stage to read only the one
     before.
     """
-    from .stats import _check_stages, _stage_of, structural_live
+    from .stats import _check_stages, _stage_of
     stages = _check_stages(stages)
     n_in, D = net.n_inputs, net.depth
     if D == 0:
@@ -390,7 +388,7 @@ def insert_carries(net: Netlist, stages: int = 1) -> Netlist:
     copy_layer = lambda t: min(t * stages, D) - 1
     # Only what the hardware builds is carried: reads by live gates, of signals that are not constants.
     live = structural_live(net)[n_in:]
-    ua, ub = _USES_A[ops] & live, _USES_B[ops] & live
+    ua, ub = USES_A[ops] & live, USES_B[ops] & live
     const = np.zeros(net.n_signals, bool)
     const[n_in:] = np.isin(ops, list(_CONST))
     new_ops, new_a, new_lay = [], [], []

@@ -31,16 +31,14 @@ from collections import Counter
 
 import numpy as np
 
-from ..gates import CONST_GATES, GATES, PASS_A, PASS_B
-from .analysis import analyze
+from ..gates import CONST_GATES, GATES, PASS_A, PASS_B, USES_A, USES_B
+from .analysis import analyze, structural_live
 from .ir import Netlist
 
 __all__ = ["FAMILIES", "register_counts", "estimate_resources", "summarize", "format_summary",
            "structural_live", "comparator_luts"]
 
 FAMILIES = ("ice40", "ecp5")
-_USES_A = np.array([g.uses_a for g in GATES])
-_USES_B = np.array([g.uses_b for g in GATES])
 _IS_CONST = np.array([i in CONST_GATES for i in range(16)])
 _IS_PASS = np.array([i in (PASS_A, PASS_B) for i in range(16)])
 
@@ -54,24 +52,6 @@ def _check_stages(stages) -> int:
 def _stage_of(level, stages: int):
     """Pipeline stage of a level (0: input bits; ``l + 1``: gate layer ``l``): ``ceil(level / stages)``."""
     return -(-level // stages)
-
-
-def structural_live(net: Netlist) -> np.ndarray:
-    """Signals that reach a class output through inputs their ops read (no constant analysis).
-
-    This is what the hardware builds: it must compute exactly what the
-    netlist says, so only the passes remove logic that constants make useless.
-    """
-    live = np.zeros(net.n_signals, bool)
-    for o in net.outputs:
-        live[o] = True
-    off = net.layer_offsets()
-    for i in range(net.depth - 1, -1, -1):
-        l = net.layers[i]
-        g = live[off[i]:off[i + 1]]
-        live[l.a[g & _USES_A[l.ops]]] = True
-        live[l.b[g & _USES_B[l.ops]]] = True
-    return live
 
 
 def _register_spans(net: Netlist, stages: int):
@@ -90,7 +70,7 @@ def _register_spans(net: Netlist, stages: int):
         group[off[i]:off[i + 1]] = grp
         const[off[i]:off[i + 1]] = _IS_CONST[l.ops]
         g = live[off[i]:off[i + 1]]
-        ua, ub = g & _USES_A[l.ops], g & _USES_B[l.ops]
+        ua, ub = g & USES_A[l.ops], g & USES_B[l.ops]
         np.maximum.at(last, l.a[ua], grp)
         np.maximum.at(last, l.b[ub], grp)
     regs = np.where(live & ~const, np.maximum(last - group, 0), 0)
@@ -212,7 +192,7 @@ def _gate_luts(net: Netlist, k: int, live: np.ndarray) -> int:
     regs, _ = _register_spans(net, k)
     a = np.concatenate([l.a for l in net.layers])
     b = np.concatenate([l.b for l in net.layers])
-    ua, ub = _USES_A[ops] & live[n_in:], _USES_B[ops] & live[n_in:]
+    ua, ub = USES_A[ops] & live[n_in:], USES_B[ops] & live[n_in:]
     fan = np.zeros(net.n_signals, np.int64)
     np.add.at(fan, a[ua], 1)
     np.add.at(fan, b[ub & ~(ua & (a == b))], 1)
@@ -317,15 +297,15 @@ def summarize(net: Netlist, stages: int = 1) -> dict:
     # fan-out of every gate: reads by gates (through inputs their op uses) plus class-output slots
     fan = np.zeros(net.n_signals, np.int64)
     for l in net.layers:
-        np.add.at(fan, l.a[_USES_A[l.ops]], 1)
-        np.add.at(fan, l.b[_USES_B[l.ops]], 1)
+        np.add.at(fan, l.a[USES_A[l.ops]], 1)
+        np.add.at(fan, l.b[USES_B[l.ops]], 1)
     for o in net.outputs:
         np.add.at(fan, o, 1)
     gfan = fan[net.n_inputs:]
     sl = net.signal_layer()
     skips = 0
     for i, l in enumerate(net.layers):
-        used = np.concatenate([l.a[_USES_A[l.ops]], l.b[_USES_B[l.ops]]])
+        used = np.concatenate([l.a[USES_A[l.ops]], l.b[USES_B[l.ops]]])
         skips += int((sl[used] < i - 1).sum())
     hist = {}
     for lo, hi in ((0, 0), (1, 1), (2, 2), (3, 4), (5, 8), (9, 16), (17, None)):
