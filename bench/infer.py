@@ -50,6 +50,7 @@ os.environ.setdefault("LGN_FPGA_OFFLINE", "1")   # a benchmark never downloads: 
 
 from lgn_fpga.data.encoding import ThermometerEncoding  # noqa: E402
 from lgn_fpga.netlist import Netlist, cbackend  # noqa: E402
+from lgn_fpga.netlist.analysis import structural_live  # noqa: E402
 from lgn_fpga.netlist import evaluate as ev  # noqa: E402
 from lgn_fpga.netlist.format import load, save  # noqa: E402
 from lgn_fpga.netlist.passes import optimize  # noqa: E402
@@ -178,7 +179,7 @@ def main():
         load_avg = "?"
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average {load_avg}; "
           f"one thread per row")
-    reach = int(cbackend._needed_signals(net)[net.n_inputs:].sum())
+    reach = int(structural_live(net)[net.n_inputs:].sum())
     print(f"# model: {net.meta.get('source', args.model)}: {net.n_gates:,} gates {[len(l) for l in net.layers]}, "
           f"{net.n_inputs} inputs, {net.n_classes} classes; {reach:,} gates reach an output (what C computes); "
           f"optimized: {opt.n_gates:,} gates")

@@ -33,15 +33,14 @@ from amaranth.hdl import Const, Module, Signal, Value, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..gates import CONST_GATES, GATES, NUM_GATES
+from ..gates import CONST_GATES, GATES, NUM_GATES, USES_A, USES_B
+from ..netlist.analysis import structural_live
 from ..netlist.ir import Netlist
 from ._stage import Bits, cat_bits, chunks, drive_chunked, stage_control
 
 __all__ = ["GatePipeline", "gate_value", "check_stages"]
 
 _EXPR_OK = re.compile(r"^[ab&|^~() ]+$")
-_USES_A = np.array([g.uses_a for g in GATES])
-_USES_B = np.array([g.uses_b for g in GATES])
 
 
 def gate_value(op: int, a: Value | None, b: Value | None, width: int) -> Value:
@@ -123,14 +122,7 @@ class GatePipeline(wiring.Component):
         net, k = self.netlist, self.stages
         n_groups = self.latency
         off = net.layer_offsets()
-        live = np.zeros(net.n_signals, bool)
-        for o in net.outputs:
-            live[o] = True
-        for li in range(net.depth - 1, -1, -1):
-            l = net.layers[li]
-            g_live = live[off[li]:off[li + 1]]
-            live[l.a[g_live & _USES_A[l.ops]]] = True
-            live[l.b[g_live & _USES_B[l.ops]]] = True
+        live = structural_live(net)
         last_use = np.full(net.n_signals, -1, np.int64)   # group index of the last reader
         for o in net.outputs:
             last_use[o] = n_groups                         # read after the last register
@@ -138,8 +130,8 @@ class GatePipeline(wiring.Component):
             l = net.layers[li]
             g_live = live[off[li]:off[li + 1]]
             grp = li // k
-            ua = _USES_A[l.ops] & g_live
-            ub = _USES_B[l.ops] & g_live
+            ua = USES_A[l.ops] & g_live
+            ub = USES_B[l.ops] & g_live
             np.maximum.at(last_use, l.a[ua], grp)
             np.maximum.at(last_use, l.b[ub], grp)
         return live, last_use
