@@ -104,6 +104,14 @@ def request_len(image_bytes: int) -> int:
     return 2 + 1 + image_bytes + 2
 
 
+def link_images_per_s(baud: int, image_bytes: int) -> float:
+    """The most images per second a UART link can carry: ``baud / 10 / request_len`` (8N1: 10 bits a byte).
+
+    Replies are shorter than requests and travel the other way, so the request direction is the limit.
+    """
+    return baud / 10 / request_len(image_bytes)
+
+
 def encode_request(seq: int, image) -> bytes:
     """A classify frame for one uint8 image (any shape; flattened in C order, i.e. C*H*W)."""
     if not isinstance(seq, (int, np.integer)) or not 0 <= int(seq) <= 255:

@@ -40,28 +40,16 @@ _IO_FF = {"ice40": 280, "ecp5": 270}
 _IO_UNPAIRED = 0.3
 
 
-def frame_buffer_bits(net) -> int:
-    """Frame-buffer flip-flops synthesis keeps: per image byte, the bits its live comparisons read.
-
-    ``p > t`` is ``p >= t+1``, which reads only the bits of ``p`` down to the
-    lowest set bit of ``t+1``; bytes that feed no live input bit are removed.
-    """
+def frame_buffer_bits(net, binarize: str = "auto") -> int:
+    """Frame-buffer flip-flops of ``net``'s top level (:func:`lgn_fpga.hdl.framing.buffer_plan`)."""
+    from ..hdl.framing import buffer_plan
     from ..netlist.analysis import structural_live
-    live = structural_live(net)[:net.n_inputs]
-    src, th = net.encoding.bit_sources()
-    th = np.asarray(th, dtype=np.int64) + 1
-    tz = np.zeros_like(th)
-    for k in range(8):
-        tz += (((th >> k) & 1) == 0) & (tz == k)        # trailing zeros of t+1 (t+1 <= 255)
-    need = np.where(live, 8 - tz, 0)
-    per_byte = np.zeros(net.encoding.image_bytes, np.int64)
-    np.maximum.at(per_byte, src, need)
-    return int(per_byte.sum())
+    return buffer_plan(net.encoding, structural_live(net)[:net.n_inputs], binarize)[1]
 
 
-def io_estimate(net, family: str) -> dict:
+def io_estimate(net, family: str, binarize: str = "auto") -> dict:
     """LUTs and flip-flops of the board I/O around the classifier (``unpaired_ff``: those without a LUT)."""
-    fb = frame_buffer_bits(net)
+    fb = frame_buffer_bits(net, binarize)
     return {"lut": _IO_LUT[family], "ff": _IO_FF[family] + fb,
             "unpaired_ff": fb + int(_IO_UNPAIRED * _IO_FF[family]), "bram": 0}
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -31,7 +32,7 @@ from pathlib import Path
 from ..errors import LgnError
 from .boards import Board
 
-__all__ = ["BuildError", "ToolError", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
+__all__ = ["BuildError", "BuildTimeout", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
            "flow_options", "TOOLS", "flows_dir"]
 
 # Tools per family, in the order the build runs them: (Amaranth's tool name, YoWASP command).
@@ -170,6 +171,7 @@ class BuildResult:
     bitstream: Path
     step_seconds: dict = field(default_factory=dict)
     tools: dict = field(default_factory=dict)
+    progress: list = field(default_factory=list)   # (step, seconds into it, what its log showed)
 
 
 def _rerun_script(tools: dict, plan: FlowPlan) -> str:
@@ -191,8 +193,77 @@ def write_plan(fp: FlowPlan, out_dir, tools: dict) -> Path:
     return out
 
 
+_PHASES = [  # (regular expression on a tool's log line, what the user is told)
+    (re.compile(r"^\d+(?:\.\d+)*\. Executing (\w+) pass"), lambda m: f"yosys {m.group(1).lower()}"),
+    (re.compile(r"Info: Creating initial analytic placement"), lambda m: "placing"),
+    (re.compile(r"Info:\s+at iteration #(\d+), type ALL"), lambda m: f"placer iteration {m.group(1)}"),
+    (re.compile(r"Info: Running simulated annealing placer"), lambda m: "placer refinement"),
+    (re.compile(r"Info: Running router2|Info: Routing\.\.|Info: Setting up routing queue"), lambda m: "routing"),
+    (re.compile(r"iter=(\d+).*?overused=(\d+)"), lambda m: f"router2 iteration {m.group(1)}: "
+                                                          f"{int(m.group(2)):,} overused wires"),
+    (re.compile(r"Info:\s+(\d+) \|\s+\d+\s+\d+ \|\s+(\d+)\s+\d+ \|"), lambda m: f"router1: {int(m.group(2)):,} arcs left"),
+    (re.compile(r"Info: Max frequency for clock\s+'?([^':]+)'?: ([\d.]+) MHz"), lambda m: f"Fmax {m.group(2)} MHz"),
+]
+
+
+def progress_of(lines) -> str | None:
+    """The latest progress a tool's log lines show (yosys pass, placer, router iteration), or None."""
+    last = None
+    for line in lines:
+        for rx, say in _PHASES:
+            mt = rx.search(line)
+            if mt:
+                last = say(mt)
+    return last
+
+
+class BuildTimeout(BuildError):
+    """A step ran past the build's time limit (the tool was stopped)."""
+
+
+def _wait_with_progress(proc, logs, step, t0, log, every, history, time_limit=None) -> int:
+    """Wait for ``proc``; every ``every`` seconds tell ``log`` the elapsed time and the tools' latest progress.
+
+    Every new progress line is appended to ``history`` as ``(step, seconds, text)``.  Past
+    ``time_limit`` seconds the tool is stopped and :class:`BuildTimeout` raised.
+    """
+    pos = {p: 0 for p in logs}
+    latest = None
+    next_report = time.perf_counter() + every
+    while True:
+        try:
+            return proc.wait(timeout=min(2.0, every))
+        except subprocess.TimeoutExpired:
+            pass
+        elapsed = time.perf_counter() - t0
+        if time_limit is not None and elapsed > time_limit:
+            proc.kill()
+            proc.wait()
+            raise BuildTimeout(f"{step} did not finish within {time_limit:.0f} s"
+                               + (f" (last progress: {latest})" if latest else ""))
+        for p in logs:
+            try:
+                with open(p, "rb") as f:
+                    f.seek(pos[p])
+                    chunk = f.read()
+            except OSError:
+                continue
+            cut = chunk.rfind(b"\n") + 1
+            pos[p] += cut
+            for line in chunk[:cut].decode(errors="replace").splitlines():
+                found = progress_of([line])
+                if found and found != latest:
+                    history.append((step, round(time.perf_counter() - t0, 1), found))
+                    latest = found
+        if log and time.perf_counter() >= next_report:
+            elapsed = time.perf_counter() - t0
+            log(f"{step}: {int(elapsed // 60)}:{int(elapsed % 60):02d} elapsed" + (f", {latest}" if latest else ""))
+            next_report += every
+
+
 def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None,
-              stop_after: str | None = None) -> BuildResult:
+              stop_after: str | None = None, progress_every: float = 30.0,
+              time_limit: float | None = None) -> BuildResult:
     """Write the plan into ``out_dir`` and run synthesis, place and route, and packing.
 
     Each step's output goes to ``<step>.log`` in ``out_dir``.  ``stop_after``
@@ -222,10 +293,24 @@ def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None,
             log(f"{step}: {Path(tools[tool]).name} ...")
         t0 = time.perf_counter()
         logf = out / f"{step}.log"
+        # The quiet tools write their own logs (yosys -l top.rpt; nextpnr --log top.tim); progress reads those.
+        watch = [logf] + [out / f"{fp.name}{ext}" for ext in (".rpt", ".tim")]
         with open(logf, "w") as f:
             f.write("$ " + shlex.join(cmd) + "\n")
             f.flush()
-            r = subprocess.run(cmd, cwd=out, stdout=f, stderr=subprocess.STDOUT, env=env)
+            proc = subprocess.Popen(cmd, cwd=out, stdout=f, stderr=subprocess.STDOUT, env=env)
+            try:
+                returncode = _wait_with_progress(proc, watch, step, t0, log, progress_every, result.progress,
+                                                 time_limit)
+            except BuildTimeout as e:
+                result.step_seconds[step] = round(time.perf_counter() - t0, 2)
+                e.result = result
+                raise
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        r = subprocess.CompletedProcess(cmd, returncode)
         result.step_seconds[step] = round(time.perf_counter() - t0, 2)
         if log:
             log(f"{step}: done in {result.step_seconds[step]:.1f} s")

@@ -108,7 +108,7 @@ def collect(fp, result, netlist, *, model_path=None, estimate=None) -> dict:
         "images_per_s_at_fmax": int(achieved * 1e6) if achieved else None,
         "images_per_s_at_clock": int(clk),
         "baud": fp.baud,
-        "images_per_s_uart": round(fp.baud / (10 * req), 1),
+        "images_per_s_uart": round(P.link_images_per_s(fp.baud, netlist.encoding.image_bytes), 1),
         "frame_bytes": req,
         "frame_timeout_cycles": top.timeout,
         "step_seconds": dict(result.step_seconds),

@@ -22,17 +22,73 @@ def _model_path(model) -> Path:
     return p
 
 
+def _newest_run(root: Path = Path("runs")):
+    """The run directory under ``root`` whose ``best.pt`` is newest, or None."""
+    runs = [d for d in root.glob("*") if (d / "best.pt").is_file()] if root.is_dir() else []
+    return max(runs, key=lambda d: (d / "best.pt").stat().st_mtime) if runs else None
+
+
+def _export_run(run: Path, log) -> Path:
+    """``run/model.lgn``, exported (argmax gates + the passes) unless it is newer than the run's ``best.pt``."""
+    out = run / DEFAULT_MODEL
+    best = run / "best.pt"
+    if out.is_file() and (not best.exists() or out.stat().st_mtime >= best.stat().st_mtime):
+        return out
+    from ..netlist.extract import from_run
+    from ..netlist.format import save
+    from ..netlist.passes import optimize
+    raw = from_run(run)
+    net, _ = optimize(raw)
+    save(net, out)
+    log(f"exported {run} -> {out}: {raw.n_gates:,} gates trained, {net.n_gates:,} after the passes")
+    return out
+
+
+def _find_model(model, log) -> Path:
+    """The netlist to build: MODEL (a .lgn, or a run directory, exported), else ./model.lgn, else the newest run."""
+    if model is not None:
+        p = Path(model)
+        if p.is_dir():
+            if not (p / "best.pt").is_file():
+                raise LgnError(f"{p} is a folder without best.pt: pass a .lgn netlist or a run directory")
+            return _export_run(p, log)
+        return _model_path(model)
+    if Path(DEFAULT_MODEL).is_file():
+        log(f"model: ./{DEFAULT_MODEL}")
+        return Path(DEFAULT_MODEL)
+    run = _newest_run()
+    if run is None:
+        raise LgnError(f"no MODEL given, no ./{DEFAULT_MODEL} and no trained run under ./runs: train one "
+                       f"('lgn-fpga train DATASET') or pass a .lgn netlist")
+    path = _export_run(run, log)
+    log(f"model: {path} (the newest run under ./runs; pass MODEL to build another)")
+    return path
+
+
+def _last_build(root: Path = Path("build")):
+    """``report.json`` of the newest build under ``root`` (``build/<board>/``), or None."""
+    reps = [p for p in root.glob("*/report.json")] if root.is_dir() else []
+    if not reps:
+        return None
+    p = max(reps, key=lambda q: q.stat().st_mtime)
+    try:
+        return json.loads(p.read_text()) | {"_path": str(p)}
+    except (OSError, ValueError):
+        return None
+
+
 def _board_names():
     from ..build.boards import list_boards
     return ", ".join(list_boards())
 
 
 @click.command("build")
-@click.argument("model", required=False, type=click.Path(dir_okay=False))
+@click.argument("model", required=False, type=click.Path())
 @click.option("-b", "--board", required=True, help="Board name (see boards/*.yaml) or a board YAML file.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
               help="Build directory (default build/<board>); keeps build_top.sh and rerun.sh for manual reruns.")
-@click.option("--baud", type=int, help="UART rate (default: the board file's, usually 115200).")
+@click.option("--baud", type=click.IntRange(min=300), help="UART rate (default: the board file's: the highest rate its "
+              "USB-UART bridge carries reliably, e.g. 3 Mbaud on the ULX3S).")
 @click.option("--stages", type=click.IntRange(min=1), default=1, show_default=True,
               help="Logic levels per register stage of the classifier.")
 @click.option("--frame-timeout-ms", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
@@ -41,12 +97,15 @@ def _board_names():
 @click.option("--plan-only", is_flag=True, help="Write the build files (and the fit estimate) without running tools.")
 @click.option("--allow-timing-fail", is_flag=True, help="Exit 0 even when Fmax is below the board clock.")
 def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, plan_only, allow_timing_fail):
-    """Build a bitstream of netlist MODEL (default ./model.lgn) for a board.
+    """Build a bitstream of MODEL for a board.
 
     \b
+    MODEL is a .lgn netlist or a run directory (exported first, to RUN/model.lgn).
+    Without MODEL: ./model.lgn, else the newest run under ./runs (it says which).
     Checks the fit before synthesis, then runs yosys, nextpnr and icepack/ecppack
     (YoWASP by default; YOSYS, NEXTPNR_ICE40, NEXTPNR_ECP5, ICEPACK, ECPPACK select
-    others) and writes report.json and report.md next to the bitstream.
+    others), showing each step's progress, and writes report.json and report.md
+    next to the bitstream.
     """
     from ..build.boards import load_board
     from ..build.fit import check_fit
@@ -55,7 +114,7 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, p
     from ..netlist.format import load
 
     b = load_board(board)
-    path = _model_path(model)
+    path = _find_model(model, click.echo)
     net = load(path)
     out = Path(out_dir or Path("build") / b.name)
     fit = check_fit(net, b, stages=stages, enforce=not no_fit_check)
@@ -71,7 +130,7 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, p
         click.echo(f"wrote the build plan to {out} (run: sh {out}/rerun.sh)")
         return
     res = run_build(fp, out, log=lambda s: click.echo("  " + s))
-    rep = collect(fp, res, net, model_path=path, estimate=fit.as_dict())
+    rep = collect(fp, res, net, model_path=path.resolve(), estimate=fit.as_dict())
     j, md = write_report(rep, out)
     r = rep["resources"]
     click.echo(f"{res.bitstream}: {lut_summary(rep)}, "
@@ -105,11 +164,13 @@ def flash_cmd(board, bitstream, dry_run):
 @click.option("-p", "--port", required=True,
               help="Serial port (/dev/ttyUSB1, COM3, any pyserial URL) or sim:// for the virtual board.")
 @click.option("-m", "--model", type=click.Path(dir_okay=False),
-              help=f"The .lgn the board runs (default ./{DEFAULT_MODEL}): gives the golden answers.")
+              help=f"The .lgn the board runs, for the golden answers (default: the model of the newest build "
+                   f"under ./build, else ./{DEFAULT_MODEL}).")
 @click.option("-d", "--dataset", help="Dataset to stream (default: the one the model was trained on).")
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True)
 @click.option("-n", "--limit", type=click.IntRange(min=1), help="Stream only the first N images.")
-@click.option("--baud", type=int, default=115200, show_default=True, help="UART rate (as built).")
+@click.option("--baud", type=click.IntRange(min=300),
+              help="UART rate, as built (default: the newest build's, else 115200).")
 @click.option("--window", type=click.IntRange(1, 128), default=8, show_default=True, help="Frames in flight.")
 @click.option("--retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="Resends per image after an error reply or a timeout.")
@@ -136,8 +197,17 @@ def stream(port, model, dataset, split, limit, baud, window, retries, reply_time
     from ..netlist.format import load
     from .. import protocol as P
 
-    mpath = _model_path(model)
+    last = _last_build()
+    if model is None and last and Path(last.get("model", {}).get("path") or "").is_file():
+        mpath = Path(last["model"]["path"])
+        click.echo(f"model: {mpath} (from the newest build, {last['_path']})")
+    else:
+        mpath = _model_path(model)
     net = load(mpath)
+    if baud is None:
+        same = last and last.get("model", {}).get("hash") == net.content_hash()
+        baud = int(last["baud"]) if same and last.get("baud") else 115200
+        click.echo(f"baud: {baud:,} ({'as built, ' + last['_path'] if same else 'default; pass --baud as built'})")
     ds = dataset or net.meta.get("dataset")
     if not ds:
         raise LgnError(f"{mpath} does not record its dataset: pass --dataset")
@@ -185,9 +255,14 @@ def stream(port, model, dataset, split, limit, baud, window, retries, reply_time
     for i in mism[:show]:
         click.echo(f"  image {i}: board {pred[i]}, golden {gold[i]}, label {data.labels[i]}")
     rate = n / st.seconds if st.seconds else 0.0
+    limit_rate = P.link_images_per_s(baud, net.encoding.image_bytes)
     line = f"{rate:,.1f} images/s wall-clock ({st.seconds:.2f} s)"
     if st.board_seconds:
-        line += f"; {n / st.board_seconds:,.1f} images/s in board time at {baud} baud"
+        board_rate = n / st.board_seconds
+        line += (f"; {board_rate:,.1f} images/s in board time = {100 * board_rate / limit_rate:.0f} % of the "
+                 f"link's limit ({limit_rate:,.1f} images/s at {baud:,} baud)")
+    elif not sim:
+        line += f" = {100 * rate / limit_rate:.0f} % of the link's limit ({limit_rate:,.1f} images/s at {baud:,} baud)"
     click.echo(line)
     if json_out:
         Path(json_out).write_text(json.dumps({

@@ -31,7 +31,10 @@ _OVERRIDES = [
     ("--gumbel-tau", "gumbel_tau", float, "Temperature of the surrogate softmax gradient."),
     ("--input-grad", "input_grad", click.Choice(["hard", "soft"]),
      "Input gradients through the sampled gate (hard, the paper) or the softmax mixture (soft)."),
-    ("--connections", "connections", click.Choice(["random", "unique"]), "Wiring scheme."),
+    ("--connections", "connections", click.Choice(["random", "unique", "local"]),
+     "Wiring scheme: random (difflogic), unique (no repeated pairs) or local (each gate reads a patch of the "
+     "previous layer: routes on an FPGA at scale, docs/wiring.md)."),
+    ("--window", "window", int, "Patch size (odd, in pixels) of local wiring (default 5)."),
     ("--init", "init", click.Choice(["normal", "residual"]), "Logit initialization."),
     ("--seed", "seed", int, "Seed of wiring, initialization, data order and noise."),
     ("--eval-every", "eval_every", int, "Steps between validation evaluations and checkpoints."),
@@ -165,7 +168,8 @@ def info(run):
     click.echo(f"run          {run}")
     click.echo(f"dataset      {cfg['dataset']} ({len(st['classes'])} classes), thresholds {cfg['thresholds']}")
     shape = f"{len(widths)} x {widths[0]}" if len(set(widths)) == 1 else " - ".join(str(w) for w in widths)
-    click.echo(f"network      {shape} = {sum(widths)} gates, {cfg['connections']} wiring, "
+    click.echo(f"network      {shape} = {sum(widths)} gates, {cfg['connections']} wiring"
+               f"{' (window ' + str(cfg.get('window')) + ')' if cfg['connections'] == 'local' else ''}, "
                f"{cfg['init']} init, group tau {cfg['group_tau']}")
     knobs = "" if cfg["mode"] == "softmax" else (f": noise {cfg['noise']} ({cfg['noise_schedule']}), gumbel tau "
                                                   f"{cfg['gumbel_tau']}, input grad {cfg['input_grad']}")

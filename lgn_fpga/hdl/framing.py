@@ -7,14 +7,17 @@ results, error codes and INFO requests into reply frames for the transmitter.
 All constants and the CRC come from :mod:`lgn_fpga.protocol`, so hardware and
 host cannot drift apart.
 """
+import numpy as np
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol as P
+from ..data.encoding import ThermometerEncoding
+from ._stage import cat_bits, Bits
 from .uart import RxByte
 
-__all__ = ["crc16_next", "Framer", "Replier", "ReplyLayout", "image_layout"]
+__all__ = ["crc16_next", "Framer", "Replier", "ReplyLayout", "image_layout", "bits_layout", "buffer_plan"]
 
 # A reply before serialization: the request's sequence number and the class or error code.
 ReplyLayout = data.StructLayout({"seq": 8, "code": 8})
@@ -23,6 +26,36 @@ ReplyLayout = data.StructLayout({"seq": 8, "code": 8})
 def image_layout(image_bytes: int) -> data.StructLayout:
     """Payload of a complete request: its sequence number and the image (byte p at bits [8p, 8p+8))."""
     return data.StructLayout({"seq": 8, "data": 8 * image_bytes})
+
+
+def buffer_plan(encoding: ThermometerEncoding, live_inputs, binarize: str = "auto") -> tuple[str, int]:
+    """``(mode, flip-flops)`` of the frame buffer: ``"frame"`` (bytes) or ``"arrival"`` (thermometer bits).
+
+    A byte buffer is a shift register of 8 independent bit lanes; synthesis keeps a lane only where a live
+    comparison reads it, and ``p > t`` (= ``p >= t+1``) reads only the bits of ``p`` down to the lowest set
+    bit of ``t+1``.  So uniform thresholds cost few lanes: 1 threshold (127) one bit per byte, 3 (63, 127,
+    191) two bits, 7 three.  Binarizing on arrival stores ``T`` bits per byte (the chain shifts every
+    position, so none is removed) but needs only ``C*T`` comparators.  ``"auto"`` takes the smaller buffer
+    (the byte buffer on a tie: its comparators of a lane or two fold into the first gate layer's LUTs).
+    """
+    if binarize not in ("auto", "frame", "arrival"):
+        raise ValueError(f"binarize must be 'auto', 'frame' or 'arrival', not {binarize!r}")
+    live = np.asarray(live_inputs, bool)
+    src, th = encoding.bit_sources()
+    t1 = np.asarray(th, dtype=np.int64) + 1
+    tz = np.zeros_like(t1)
+    for k in range(8):
+        tz += (((t1 >> k) & 1) == 0) & (tz == k)        # trailing zeros of t+1 (t+1 <= 255)
+    per_byte = np.zeros(encoding.image_bytes, np.int64)
+    np.maximum.at(per_byte, src, np.where(live, 8 - tz, 0))
+    sizes = {"frame": int(per_byte.sum()), "arrival": int(encoding.n_bits if live.any() else 0)}
+    mode = binarize if binarize != "auto" else ("frame" if sizes["frame"] <= sizes["arrival"] else "arrival")
+    return mode, sizes[mode]
+
+
+def bits_layout(n_bits: int) -> data.StructLayout:
+    """Payload of a complete request binarized on arrival: sequence number and thermometer bits (encoding order)."""
+    return data.StructLayout({"seq": 8, "data": n_bits})
 
 
 def _crc_matrix():
@@ -72,6 +105,16 @@ class Framer(wiring.Component):
     image : Out(stream.Signature(image_layout(image_bytes)))
         A request whose CRC matched; its ``data`` is the frame buffer itself, a
         shift register that the next frame fills only once this one is taken.
+        With ``encoding``, ``data`` is ``bits_layout(encoding.n_bits)``: each byte is
+        compared with its channel's thresholds as it arrives and only its
+        thermometer bits are kept (``T`` flip-flops per byte instead of 8, and
+        ``C*T`` comparators in all instead of one per input bit); the bits come
+        out in the encoding's bit order, exactly as ``encoding.encode`` gives them.
+
+    Parameters
+    ----------
+    encoding : ThermometerEncoding, optional
+        Binarize bytes on arrival (see ``image``).
     error : Out(stream.Signature(ReplyLayout))
         An aborted frame: its sequence number and ``ERR_*`` code.  One slot: an
         error that finds the slot full is dropped (the host then times out).
@@ -79,16 +122,25 @@ class Framer(wiring.Component):
         The sequence number of an INFO request (one slot, like ``error``).
     """
 
-    def __init__(self, image_bytes: int, timeout: int):
+    def __init__(self, image_bytes: int, timeout: int, *, encoding: ThermometerEncoding | None = None):
         if isinstance(image_bytes, bool) or not isinstance(image_bytes, int) or image_bytes < 1:
             raise ValueError(f"image_bytes must be a positive integer, not {image_bytes!r}")
         if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1:
             raise ValueError(f"timeout must be a positive number of cycles, not {timeout!r}")
+        if encoding is not None:
+            if not isinstance(encoding, ThermometerEncoding):
+                raise TypeError(f"encoding must be a ThermometerEncoding or None, not {encoding!r}")
+            if encoding.image_bytes != image_bytes:
+                raise ValueError(f"the encoding's images have {encoding.image_bytes} bytes, not {image_bytes}")
         self.image_bytes = image_bytes
         self.timeout = timeout
+        self.encoding = encoding
+        # The frame buffer holds what the classifier reads: bytes, or each byte's thermometer bits.
+        self.buffer_bits = 8 * image_bytes if encoding is None else encoding.n_bits
         super().__init__({
             "i": In(stream.Signature(RxByte, always_ready=True)),
-            "image": Out(stream.Signature(image_layout(image_bytes))),
+            "image": Out(stream.Signature(image_layout(image_bytes) if encoding is None
+                                          else bits_layout(encoding.n_bits))),
             "error": Out(stream.Signature(ReplyLayout)),
             "info": Out(stream.Signature(unsigned(8))),
         })
@@ -121,6 +173,26 @@ class Framer(wiring.Component):
                                  self.error.payload.code.eq(code)]
             m.next = "HUNT"
 
+        if self.encoding is None:
+            # The buffer is the output payload itself (8 bit lanes; synthesis drops the lanes nobody reads).
+            buf, shift_in, step = self.image.payload.data, byte, 8
+        else:
+            buf = Signal(self.buffer_bits, name="frame_buffer", reset_less=True)
+            enc = self.encoding
+            T, Pn, C = enc.levels, enc.pixels, enc.channels
+            th = enc.threshold_array()
+            # The channel of the byte being received (bytes arrive channel-major: byte c*P + p).
+            pix = Signal(range(max(Pn, 2)))
+            chan = Signal(range(max(C, 2)))
+            step = T
+            shift_in = Signal(T)
+            per_chan = [Cat(*[byte > int(th[c, j]) for j in range(T)]) for c in range(C)]
+            m.d.comb += shift_in.eq(Array(per_chan)[chan] if C > 1 else per_chan[0])
+            # Byte q = c*P + p sits at buf[q*T + j]; the encoding's bit (c*T + j)*P + p is that bit.
+            src, _ = enc.bit_sources()
+            order = (src * T + (np.arange(enc.n_bits) // Pn) % T).tolist()
+            m.d.comb += self.image.payload.data.eq(cat_bits([Bits(buf, k) for k in order]))
+
         with m.If(got):
             m.d.sync += idle.eq(0)
         with m.Elif(~timed_out):
@@ -151,6 +223,8 @@ class Framer(wiring.Component):
                     with m.Else():
                         m.d.sync += [seq.eq(byte), crc.eq(crc16_next(Const(P.CRC_INIT, 16), byte)),
                                      count.eq(0)]
+                        if self.encoding is not None:
+                            m.d.sync += [pix.eq(0), chan.eq(0)]
                         with m.If(is_info):
                             m.next = "CRC"
                         with m.Else():
@@ -165,8 +239,13 @@ class Framer(wiring.Component):
                         # The previous image has not been taken: its buffer cannot be overwritten.
                         abort(P.ERR_BUSY)
                     with m.Else():
-                        m.d.sync += [self.image.payload.data.eq(Cat(self.image.payload.data[8:], byte)),
+                        m.d.sync += [buf.eq(Cat(buf[step:], shift_in) if self.buffer_bits > step else shift_in),
                                      crc.eq(crc_in), count.eq(count + 1)]
+                        if self.encoding is not None:
+                            with m.If(pix == Pn - 1):
+                                m.d.sync += [pix.eq(0), chan.eq(chan + 1)]
+                            with m.Else():
+                                m.d.sync += pix.eq(pix + 1)
                         with m.If(count == n - 1):
                             m.d.sync += count.eq(0)
                             m.next = "CRC"

@@ -24,8 +24,9 @@ from amaranth.lib.wiring import In, Out
 
 from .. import protocol as P
 from ..netlist.ir import Netlist
-from .core import ImageClassifier
-from .framing import Framer, Replier
+from .core import ClassifierCore, ImageClassifier
+from ..netlist.analysis import structural_live
+from .framing import Framer, Replier, buffer_plan
 from .uart import UARTReceiver, UARTTransmitter, check_baud
 
 __all__ = ["ClassifierTop", "BoardTop"]
@@ -50,7 +51,13 @@ class ClassifierTop(wiring.Component):
         Silent clock cycles that abort an open frame; default
         :func:`lgn_fpga.protocol.frame_timeout_cycles` (10 ms, at least 16 byte times).
     registered_binarizer : bool
-        Give the binarizer its own register stage.
+        Give the binarizer its own register stage (``binarize="frame"`` only).
+    binarize : {"auto", "arrival", "frame"}
+        ``"frame"``: the buffer holds the bytes and a :class:`Binarizer` compares every input bit's byte
+        in parallel (synthesis keeps only the byte lanes the comparisons read).  ``"arrival"``: the
+        framer compares each byte with its channel's thresholds as it arrives and the buffer holds
+        ``T`` thermometer bits per byte (``C*T`` comparators in all).  ``"auto"`` (default): the smaller
+        buffer, :func:`lgn_fpga.hdl.framing.buffer_plan`.
 
     Attributes
     ----------
@@ -71,7 +78,7 @@ class ClassifierTop(wiring.Component):
     """
 
     def __init__(self, netlist: Netlist, *, clk_hz, baud: int, n_leds: int = 0, stages: int = 1,
-                 frame_timeout: int | None = None, registered_binarizer: bool = False):
+                 frame_timeout: int | None = None, registered_binarizer: bool = False, binarize: str = "auto"):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         if netlist.n_classes > P.MAX_CLASSES:
@@ -82,7 +89,12 @@ class ClassifierTop(wiring.Component):
         self.clk_hz, self.baud = clk_hz, baud
         self.timeout = P.frame_timeout_cycles(clk_hz, baud) if frame_timeout is None else frame_timeout
         self.netlist = netlist
-        self.classifier = ImageClassifier(netlist, stages, registered_binarizer=registered_binarizer)
+        self.binarize, self.buffer_bits = buffer_plan(netlist.encoding, structural_live(netlist)[:netlist.n_inputs],
+                                                      binarize)
+        if self.binarize == "frame":
+            self.classifier = ImageClassifier(netlist, stages, registered_binarizer=registered_binarizer)
+        else:
+            self.classifier = ClassifierCore(netlist, stages)
         # Built here for its latency, elaborated with the top; an unused top is reported by its own warning.
         self.classifier._MustUse__silence = True
         self.latency = self.classifier.latency
@@ -104,7 +116,9 @@ class ClassifierTop(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.rx = rx = UARTReceiver(self.divisor)
-        m.submodules.framer = framer = Framer(self.netlist.encoding.image_bytes, self.timeout)
+        enc = self.netlist.encoding
+        m.submodules.framer = framer = Framer(enc.image_bytes, self.timeout,
+                                              encoding=enc if self.binarize == "arrival" else None)
         m.submodules.classifier = clf = self.classifier
         m.submodules.seqs = seqs = fifo.SyncFIFO(width=8, depth=self.seq_depth)
         m.submodules.results = results = fifo.SyncFIFO(width=8, depth=self.seq_depth)
@@ -158,14 +172,15 @@ class BoardTop(Elaboratable):
         Name and number of the platform's UART resource (with ``rx`` and ``tx`` subsignals).
     leds : sequence of (str, int)
         LED resources, lowest class bit first.
-    stages, frame_timeout_ms, registered_binarizer
+    stages, frame_timeout_ms, registered_binarizer, binarize
         As for :class:`ClassifierTop` (``frame_timeout_ms`` in milliseconds).
 
     After elaboration, ``top`` is the :class:`ClassifierTop` inside (for its latency and divisor).
     """
 
     def __init__(self, netlist: Netlist, *, baud: int, uart=("uart", 0), leds=(), stages: int = 1,
-                 frame_timeout_ms: float = P.DEFAULT_FRAME_TIMEOUT_MS, registered_binarizer: bool = False):
+                 frame_timeout_ms: float = P.DEFAULT_FRAME_TIMEOUT_MS, registered_binarizer: bool = False,
+                 binarize: str = "auto"):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         self.netlist = netlist
@@ -175,11 +190,13 @@ class BoardTop(Elaboratable):
         self.stages = stages
         self.frame_timeout_ms = frame_timeout_ms
         self.registered_binarizer = registered_binarizer
+        self.binarize = binarize
         self.top = None
 
     def make_top(self, clk_hz) -> ClassifierTop:
         return ClassifierTop(self.netlist, clk_hz=clk_hz, baud=self.baud, n_leds=len(self.leds),
                              stages=self.stages, registered_binarizer=self.registered_binarizer,
+                             binarize=self.binarize,
                              frame_timeout=P.frame_timeout_cycles(clk_hz, self.baud, self.frame_timeout_ms))
 
     def elaborate(self, platform):

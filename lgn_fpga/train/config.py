@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError
+from .wiring import check_window
 
 __all__ = ["TrainConfig", "RECIPES", "DEFAULT_RECIPE", "resolve_config", "load_yaml", "CONFIG_DIR"]
 
@@ -33,7 +34,8 @@ class TrainConfig:
     layers: int = 4
     width: int = 1000                  # neurons per layer (a multiple of the class count for the last layer)
     widths: list | None = None         # explicit per-layer widths; overrides layers x width
-    connections: str = "random"        # "random" (difflogic's balanced wiring) or "unique" (no repeated pairs)
+    connections: str = "random"        # "random" (difflogic), "unique" (no repeated pairs) or "local" (patches, docs/wiring.md)
+    window: int | list = 5             # local wiring: odd patch size in pixels (or one per layer)
     init: str = "normal"               # "normal": logits ~ N(0,1); "residual": pass-through-A logit set high
     residual_logit: float = 5.0        # the pass-through-A logit under init=residual (conv-LGN paper: 5)
     group_tau: float = 10.0            # GroupSum temperature: scores = popcount / tau
@@ -84,7 +86,7 @@ RECIPES: dict[str, dict] = {
 DEFAULT_RECIPE = "scaled"
 
 _CHOICES = {
-    "mode": ("gumbel-ste", "softmax"), "connections": ("random", "unique"), "init": ("normal", "residual"),
+    "mode": ("gumbel-ste", "softmax"), "connections": ("random", "unique", "local"), "init": ("normal", "residual"),
     "noise_schedule": ("constant", "linear", "cosine"), "input_grad": ("hard", "soft"),
     "kernel": ("auto", "reference", "cpu", "triton"), "recipe": tuple(RECIPES) + (None,),
 }
@@ -187,6 +189,10 @@ def resolve_config(yaml_dict: dict | None = None, cli: dict | None = None, sourc
         raise ConfigError(f"noise_schedule '{cfg.noise_schedule}' needs noise_final (the value it ends at)")
     if cfg.widths is not None and (not cfg.widths or any(not isinstance(w, int) or w <= 0 for w in cfg.widths)):
         raise ConfigError(f"widths must be a list of positive integers, not {cfg.widths!r}")
+    try:
+        check_window(cfg.window, len(cfg.widths_list()))
+    except ValueError as e:
+        raise ConfigError(f"{e} (key 'window' in {source})") from None
     return cfg
 
 

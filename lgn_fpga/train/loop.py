@@ -52,12 +52,15 @@ def code_version() -> dict:
     return out
 
 
-def build_model(cfg: TrainConfig, n_inputs: int, n_classes: int) -> LogicNet:
+def build_model(cfg: TrainConfig, enc: ThermometerEncoding, n_classes: int) -> LogicNet:
     widths = cfg.widths_list()
     if widths[-1] % n_classes:
         raise ConfigError(f"the last layer's width ({widths[-1]}) must be a multiple of the {n_classes} classes")
-    return LogicNet(n_inputs, widths, n_classes, tau=cfg.group_tau, connections=cfg.connections, init=cfg.init,
-                    residual_logit=cfg.residual_logit, seed=cfg.seed)
+    try:
+        return LogicNet(enc.n_bits, widths, n_classes, tau=cfg.group_tau, connections=cfg.connections, init=cfg.init,
+                        residual_logit=cfg.residual_logit, seed=cfg.seed, grid=enc.shape[1:], window=cfg.window)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def model_from_state(state: dict):
@@ -65,7 +68,7 @@ def model_from_state(state: dict):
     try:
         cfg = TrainConfig(**state["config"])
         enc = ThermometerEncoding.from_dict(state["encoding"])
-        model = build_model(cfg, enc.n_bits, len(state["classes"]))
+        model = build_model(cfg, enc, len(state["classes"]))
         model.load_state_dict(state["model"])
     except (TypeError, KeyError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"{state.get('path', 'checkpoint')} does not match its own config "
@@ -149,7 +152,7 @@ class Trainer:
         if cfg.epochs is not None:
             cfg.steps = max(1, math.ceil(cfg.epochs * len(self.train_y) / cfg.batch_size))
 
-        self.model = build_model(cfg, self.enc.n_bits, n_classes).to(self.device)
+        self.model = build_model(cfg, self.enc, n_classes).to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.step, self.best, self.elapsed = 0, -1.0, 0.0

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..gates import NUM_GATES, PASS_A, torch_coeffs
 from ..kernels import logic_layer
+from .wiring import SCHEMES, check_window, input_sites, layer_sites, local_connections
 
 __all__ = ["Relaxation", "LogicLayer", "GroupSum", "LogicNet", "make_connections", "gumbel_noise", "MODES"]
 
@@ -56,8 +57,10 @@ def gumbel_noise(shape, generator=None, device=None) -> torch.Tensor:
     return -torch.log(-torch.log(u.clamp_min(1e-38)))
 
 
-def make_connections(in_dim: int, out_dim: int, scheme: str, gen: torch.Generator):
+def make_connections(in_dim: int, out_dim: int, scheme: str, gen: torch.Generator, local=None):
     """Fixed random wiring of ``out_dim`` neurons to ``in_dim`` inputs.
+
+    ``local``: for ``scheme="local"``, ``(in_sites, out_sites, grid, window)`` (see :mod:`.wiring`).
 
     ``random``: difflogic's scheme; the ``2*out_dim`` input slots cycle through a
     random permutation of the inputs, so every input is used about equally often.
@@ -84,7 +87,14 @@ def make_connections(in_dim: int, out_dim: int, scheme: str, gen: torch.Generato
                     a[i] = int(torch.randint(in_dim, (1,), generator=gen))
             seen.add((min(a[i], b[i]), max(a[i], b[i])))
         return torch.tensor(a), torch.tensor(b)
-    raise ValueError(f"connections must be 'random' or 'unique', not {scheme!r}")
+    if scheme == "local":
+        if local is None:
+            raise ValueError("'local' connections need the sites of both layers and the pixel grid")
+        in_sites, out_sites, grid, window = local
+        u = torch.rand(2, 3, out_dim, generator=gen, dtype=torch.float64).numpy()
+        a, b = local_connections(in_sites, out_sites, grid, window, u)
+        return torch.from_numpy(a), torch.from_numpy(b)
+    raise ValueError(f"connections must be one of {', '.join(SCHEMES)}, not {scheme!r}")
 
 
 class LogicLayer(nn.Module):
@@ -93,7 +103,9 @@ class LogicLayer(nn.Module):
     Parameters
     ----------
     in_dim, out_dim : int
-    connections : {"random", "unique"}
+    connections : {"random", "unique", "local"}
+    local : tuple, optional
+        ``(in_sites, out_sites, grid, window)`` for ``connections="local"``.
     init : {"normal", "residual"}
         ``normal``: logits ~ N(0, 1).  ``residual``: N(0, 1) except the
         pass-through-A logit, set to ``residual_logit`` (convolutional LGN paper).
@@ -102,11 +114,11 @@ class LogicLayer(nn.Module):
     """
 
     def __init__(self, in_dim: int, out_dim: int, connections: str = "random", init: str = "normal",
-                 residual_logit: float = 5.0, generator: torch.Generator | None = None):
+                 residual_logit: float = 5.0, generator: torch.Generator | None = None, local=None):
         super().__init__()
         gen = generator or torch.Generator().manual_seed(0)
         self.in_dim, self.out_dim = int(in_dim), int(out_dim)
-        a, b = make_connections(self.in_dim, self.out_dim, connections, gen)
+        a, b = make_connections(self.in_dim, self.out_dim, connections, gen, local)
         self.register_buffer("a", a.to(torch.int64))
         self.register_buffer("b", b.to(torch.int64))
         logits = torch.randn(self.out_dim, NUM_GATES, generator=gen)
@@ -162,15 +174,29 @@ class GroupSum(nn.Module):
 
 
 class LogicNet(nn.Module):
-    """Input bits -> logic layers -> GroupSum."""
+    """Input bits -> logic layers -> GroupSum.
+
+    ``grid`` (the image's ``(H, W)``) and ``window`` (odd patch size, or one per layer) are needed by
+    ``connections="local"`` only.
+    """
 
     def __init__(self, n_inputs: int, widths, n_classes: int, tau: float = 10.0, connections: str = "random",
-                 init: str = "normal", residual_logit: float = 5.0, seed: int = 0):
+                 init: str = "normal", residual_logit: float = 5.0, seed: int = 0, grid=None, window=5):
         super().__init__()
         gen = torch.Generator().manual_seed(int(seed))
         dims = [int(n_inputs)] + [int(w) for w in widths]
+        locals_ = [None] * len(widths)
+        if connections == "local":
+            if grid is None:
+                raise ValueError("'local' connections need the image grid (H, W)")
+            grid = (int(grid[0]), int(grid[1]))
+            windows = check_window(window, len(widths))
+            sites = [input_sites(dims[0], grid)]
+            sites += [layer_sites(w, grid, n_classes if li == len(widths) - 1 else 1) for li, w in enumerate(dims[1:])]
+            locals_ = [(sites[li], sites[li + 1], grid, windows[li]) for li in range(len(widths))]
         self.layers = nn.ModuleList(
-            LogicLayer(i, o, connections, init, residual_logit, gen) for i, o in zip(dims[:-1], dims[1:]))
+            LogicLayer(i, o, connections, init, residual_logit, gen, loc)
+            for i, o, loc in zip(dims[:-1], dims[1:], locals_))
         self.group = GroupSum(n_classes, tau)
 
     def forward(self, bits, r: Relaxation, backend: str = "reference"):

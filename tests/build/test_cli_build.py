@@ -53,7 +53,7 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit):
         main(["build", "--board", "icebreaker"])
-    assert "no MODEL given and ./model.lgn does not exist: pass a .lgn netlist" in capsys.readouterr().err
+    assert "no MODEL given, no ./model.lgn and no trained run under ./runs: train one" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["build", "other.lgn", "--board", "icebreaker"])
     assert "model other.lgn not found" in capsys.readouterr().err
@@ -75,3 +75,23 @@ def test_flash_dry_run(tmp_path, monkeypatch, capsys):
     bit.write_bytes(b"x")
     main(["flash", "--board", "icebreaker", "--bitstream", str(bit), "--dry-run"])
     assert f"{tool} {bit}" in capsys.readouterr().out
+
+
+def test_build_without_model_takes_the_newest_run(tmp_path, monkeypatch, capsys):
+    # `lgn-fpga train ...` then `lgn-fpga build --board B`: the newest run is exported and built, and said so.
+    _spy(tmp_path, monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    for name in ("old", "new"):
+        main(["train", "digits", "--layers", "2", "--width", "60", "--steps", "4", "--eval-every", "2",
+              "--quiet", "-o", f"runs/{name}"])
+    capsys.readouterr()
+    main(["build", "--board", "ulx3s", "--plan-only", "-o", "b"])
+    out = capsys.readouterr().out
+    assert "exported runs/new -> runs/new/model.lgn" in out
+    assert "model: runs/new/model.lgn (the newest run under ./runs" in out
+    assert (tmp_path / "runs/new/model.lgn").is_file() and not (tmp_path / "runs/old/model.lgn").exists()
+    # A run directory as MODEL is exported once, then reused.
+    main(["build", "runs/old", "--board", "ulx3s", "--plan-only", "-o", "b"])
+    assert "exported runs/old" in capsys.readouterr().out
+    main(["build", "runs/old", "--board", "ulx3s", "--plan-only", "-o", "b"])
+    assert "exported" not in capsys.readouterr().out

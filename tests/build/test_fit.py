@@ -17,10 +17,15 @@ def _reader(thresholds, n_bytes=4):
     return Netlist(enc, [lay], [np.arange(n, 2 * n)]).validate()
 
 
-@pytest.mark.parametrize("thresholds, bits", [(1, 1), (3, 2), (7, 3), ([100], 8), ([100, 127], 8), ([191], 2)])
-def test_frame_buffer_bits(thresholds, bits):
-    # p > t reads the bits of p down to the lowest set bit of t+1.
-    assert frame_buffer_bits(_reader(thresholds)) == 4 * bits
+@pytest.mark.parametrize("thresholds, bits, levels", [(1, 1, 1), (3, 2, 3), (7, 3, 7), ([100], 8, 1), ([100, 127], 8, 2),
+                                                      ([191], 2, 1)])
+def test_frame_buffer_bits(thresholds, bits, levels):
+    # A byte buffer: p > t reads the bits of p down to the lowest set bit of t+1.  Binarized on arrival:
+    # one bit per threshold.  "auto" takes the smaller (the byte buffer on a tie).
+    net = _reader(thresholds)
+    assert frame_buffer_bits(net, "frame") == 4 * bits
+    assert frame_buffer_bits(net, "arrival") == 4 * levels
+    assert frame_buffer_bits(net) == 4 * min(bits, levels)
 
 
 def test_dead_bytes_cost_nothing():

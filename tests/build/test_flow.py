@@ -34,7 +34,7 @@ def test_plan_ecp5_uses_router2_and_reports(net):
     assert pnr[pnr.index("--router") + 1] == "router2"
     assert "--report" in pnr and "--timing-allow-fail" in pnr and "--25k" in pnr
     assert "stat -json" in fp.plan.files["top.ys"]
-    assert fp.clock_hz == 25e6 and fp.baud == 115200
+    assert fp.clock_hz == 25e6 and fp.baud == 3_000_000
 
 
 def test_plan_ice40(net):

@@ -7,6 +7,7 @@ from amaranth.sim import Simulator
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lgn_fpga import protocol as P
+from lgn_fpga.data.encoding import ThermometerEncoding
 from lgn_fpga.hdl.framing import Framer, Replier, crc16_next
 
 TIMEOUT = 40
@@ -52,12 +53,14 @@ def test_framer_arguments():
 
 # -- framer simulation ---------------------------------------------------------------------------
 
-def run_framer(events, n, timeout=TIMEOUT, ready=None, tail=None):
+def run_framer(events, n, timeout=TIMEOUT, ready=None, tail=None, encoding=None):
     """Drive ``events`` ((byte, err, gap) with gap >= 1 cycles) into a framer; return its outputs.
 
     ``ready(cycle)`` says whether the image output is taken in that cycle (default: always).
+    With ``encoding`` the framer binarizes on arrival and an image's data is returned as its bits
+    (bool array in the encoding's bit order).
     """
-    dut = Framer(n, timeout)
+    dut = Framer(n, timeout, encoding=encoding)
     got = []
     tail = timeout + 5 if tail is None else tail
 
@@ -73,7 +76,11 @@ def run_framer(events, n, timeout=TIMEOUT, ready=None, tail=None):
             ctx.set(dut.image.ready, r)
             if ctx.get(dut.image.valid) and r:
                 d = ctx.get(dut.image.payload.data)
-                got.append(("image", ctx.get(dut.image.payload.seq), d.to_bytes(n, "little")))
+                if encoding is None:
+                    got.append(("image", ctx.get(dut.image.payload.seq), d.to_bytes(n, "little")))
+                else:
+                    bits = np.array([(d >> k) & 1 for k in range(encoding.n_bits)], bool)
+                    got.append(("image", ctx.get(dut.image.payload.seq), bits))
             if ctx.get(dut.error.valid):
                 got.append(("error", ctx.get(dut.error.payload.seq), ctx.get(dut.error.payload.code)))
             if ctx.get(dut.info.valid):
@@ -129,6 +136,31 @@ def test_frame_buffer_byte_order():
     n = 4
     got = run_framer(as_events(P.encode_request(1, np.array([1, 2, 3, 4], np.uint8))), n)
     assert got == [("image", 1, bytes([1, 2, 3, 4]))]
+
+
+@pytest.mark.parametrize("shape,thresholds", [((1, 3, 2), 1), ((3, 2, 2), [[10, 100, 200], [0, 128, 254], [50, 60, 70]]),
+                                              ((2, 1, 3), 3)])
+def test_binarize_on_arrival_equals_encoder(shape, thresholds):
+    # The bits the framer keeps are exactly the software encoder's, in its bit order, whatever the
+    # channel count and per-channel thresholds; back-to-back frames reset the channel counter.
+    enc = ThermometerEncoding.make(shape, thresholds)
+    n = enc.image_bytes
+    ims = [img(n, s) for s in (3, 4)]
+    ims[0][:2] = [0, 255]
+    stream = P.encode_request(5, ims[0]) + P.encode_request(6, ims[1])
+    got = run_framer(as_events(stream, gap=3), n, encoding=enc)
+    assert [(g[0], g[1]) for g in got] == [("image", 5), ("image", 6)]
+    for g, im in zip(got, ims):
+        assert (g[2] == enc.encode(im[None])[0]).all()
+
+
+def test_framer_encoding_arguments():
+    enc = ThermometerEncoding.make((1, 2, 2), 3)
+    with pytest.raises(ValueError, match=r"the encoding's images have 4 bytes, not 5"):
+        Framer(5, 10, encoding=enc)
+    with pytest.raises(TypeError, match=r"encoding must be a ThermometerEncoding or None, not 3"):
+        Framer(4, 10, encoding=3)
+    assert Framer(4, 10, encoding=enc).buffer_bits == 12 and Framer(4, 10).buffer_bits == 32
 
 
 def test_garbage_and_repeated_sync_are_skipped():

@@ -32,7 +32,7 @@ def test_stream_sim_matches_software_accuracy(tmp_path, capsys):
     assert r["images"] == 80 and r["mismatches"] == [] and r["unanswered"] == []
     assert r["accuracy_board"] == r["accuracy_golden"] == float((golden == test.labels).mean())
     text = capsys.readouterr().out
-    assert "mismatches board vs golden: 0" in text and "images/s in board time at 115200 baud" in text
+    assert "mismatches board vs golden: 0" in text and "of the link's limit" in text and "at 115,200 baud" in text
     # The same number `lgn-fpga eval` reports for these images.
     main(["eval", str(path), "--limit", "80"])
     ev = re.search(r"accuracy ([\d.]+)%", capsys.readouterr().out)

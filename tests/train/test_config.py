@@ -47,6 +47,9 @@ def test_builtin_configs_load():
     ({"val_size": 0}, "key 'val_size' in t must be positive"),
     ({"noise_schedule": "linear"}, "needs noise_final"),
     ({"widths": [10, -2]}, "widths must be a list of positive integers"),
+    ({"window": 4}, "window must be an odd positive integer or a list of 4 of them, not 4"),
+    ({"window": [3, 5]}, "window must be an odd positive integer or a list of 4 of them"),
+    ({"connections": "grid"}, "key 'connections' in t must be one of random, unique, local"),
 ])
 def test_bad_keys(d, msg):
     with pytest.raises(ConfigError, match=msg.replace("(", r"\(")):
