@@ -113,7 +113,7 @@ def agreement_line(hw: np.ndarray, sw: np.ndarray, labels: np.ndarray) -> tuple[
 
 def simulate(sim: str, net, images: np.ndarray, expected: np.ndarray, build: Path, *, stages: int,
              popcount_levels: int | None, limit: int | None, stall_images: int, seed: int, verilog: Path,
-             info: dict, verilator_opt: str = "-O0", log=print):
+             info: dict, verilator_opt: str = "-O0", log=print, count_tables=(0, 12, 2)):
     """Run one simulator; return (classes, images/s, protocol_ok, note)."""
     from lgn_fpga.hdl.simulate import pack_bytes, run_stream
 
@@ -143,14 +143,15 @@ def simulate(sim: str, net, images: np.ndarray, expected: np.ndarray, build: Pat
             ("" if ok else f"; log {r.results_xml.with_name('cocotb.log')}") + ")"
     if sim == "amaranth":
         from lgn_fpga.hdl.core import ImageClassifier
-        dut = ImageClassifier(net, stages, popcount_levels=popcount_levels)
+        kw = dict(popcount_levels=popcount_levels, count_tables=count_tables)
+        dut = ImageClassifier(net, stages, **kw)
         t0 = time.perf_counter()
         r = run_stream(dut, pack_bytes(imgs))
         secs = time.perf_counter() - t0
         ok = (r.in_cycles == list(range(n)) and (r.latencies() == dut.latency).all()
               and len(r.outputs) == n)
         m = min(n, max(stall_images, 0), 50)   # the Python simulator is slow: a short stalled run
-        rs = run_stream(ImageClassifier(net, stages, popcount_levels=popcount_levels), pack_bytes(imgs[:m]), valid_prob=0.5, ready_prob=0.5,
+        rs = run_stream(ImageClassifier(net, stages, **kw), pack_bytes(imgs[:m]), valid_prob=0.5, ready_prob=0.5,
                         seed=seed)
         ok = ok and rs.outputs == exp[:m].tolist()
         classes = np.full(n, -1, np.int64)
@@ -176,6 +177,8 @@ def main(argv=None) -> int:
     p.add_argument("--stall-images", type=int, default=200, help="images streamed with random stalls (default 200)")
     p.add_argument("--stages", type=int, default=1, help="gate layers per register stage (default 1)")
     p.add_argument("--popcount-levels", type=int, help="full-adder levels per popcount stage (default 2 x stages)")
+    p.add_argument("--board", help="simulate the classifier as `lgn-fpga build --board B` makes it (its block-RAM "
+                   "count tables; default: no count tables)")
     p.add_argument("--verilator-opt", default="-O0", help="C++ optimization of the Verilator build (default -O0: "
                    "fastest build; -Os for millions of images)")
     p.add_argument("--seed", type=int, default=1, help="seed of the stall pattern and of random: models")
@@ -208,11 +211,16 @@ def _main(args) -> int:
     expected = predict(net, images).astype(np.int64)
     print(f"{args.model}: {net.n_gates} gates, {net.depth} layers; {dataset} {args.split}: {len(images)} images; "
           f"software predictions in {time.perf_counter() - t0:.1f} s")
+    tables = (0, 12, 2)
+    if args.board:
+        from lgn_fpga.build.boards import load_board
+        tables = load_board(args.board).count_tables()
     build = args.build_dir or ROOT / "build" / "sim" / (
-        f"{net.content_hash()[:12]}-s{args.stages}-p{args.popcount_levels or 2 * args.stages}")
+        f"{net.content_hash()[:12]}-s{args.stages}-p{args.popcount_levels or 2 * args.stages}"
+        + (f"-t{tables[0]}x{tables[1]}" if tables[0] else ""))
     t0 = time.perf_counter()
     r = export_core(net, build, stages=args.stages, popcount_levels=args.popcount_levels, inputs="bytes",
-                    name="lgn_classifier")
+                    name="lgn_classifier", count_tables=tables)
     print(f"exported {r.verilog} (latency {r.info['latency']} cycles) in {time.perf_counter() - t0:.1f} s")
     sims = args.sim or available_sims()
     limits = {"amaranth": args.amaranth_limit, "icarus": args.icarus_limit, "verilator": None}
@@ -223,7 +231,8 @@ def _main(args) -> int:
         classes, ips, proto_ok, note = simulate(sim, net, images, expected, build, stages=args.stages,
                                                 popcount_levels=args.popcount_levels, limit=limits[sim],
                                                 stall_images=args.stall_images, seed=args.seed,
-                                                verilog=r.verilog, info=r.info, verilator_opt=args.verilator_opt)
+                                                verilog=r.verilog, info=r.info, verilator_opt=args.verilator_opt,
+                                                count_tables=tables)
         n = len(classes)
         line, agree = agreement_line(classes, expected[:n], labels[:n])
         ok = agree and proto_ok

@@ -22,6 +22,9 @@ from ..errors import ConfigError
 __all__ = ["Board", "Programmer", "load_board", "list_boards", "board_dirs", "BoardError", "FAMILIES"]
 
 FAMILIES = ("ice40", "ecp5")
+# Popcount count tables per block RAM: (address bits, read ports).  ECP5 DP16KD as 4096 x 4 in true dual
+# port mode; iCE40 SB_RAM40_4K as 512 x 8 with one read port (yosys maps both from an Amaranth ROM).
+COUNT_TABLE_GEOMETRY = {"ecp5": (12, 2), "ice40": (9, 1)}
 _KEYS = {"name", "description", "platform", "family", "device", "package", "clock_hz", "uart", "leds",
          "budget", "programmers", "extends"}
 
@@ -99,6 +102,12 @@ class Board:
     def make_platform(self):
         """A fresh platform instance (the open-source toolchain)."""
         return self.platform_class()()
+
+    def count_tables(self, use: bool = True) -> tuple:
+        """``(tables, table_bits, table_ports)`` for the popcount's count tables: every block RAM, two
+        4096 x 4 read ports each on ECP5 (DP16KD), one 512 x 4 read port on iCE40 (SB_RAM40_4K)."""
+        bits, ports = COUNT_TABLE_GEOMETRY[self.family]
+        return (ports * self.budget["bram"] if use else 0, bits, ports)
 
     @property
     def bitstream_suffix(self) -> str:

@@ -92,10 +92,10 @@ class FitEstimate:
                 "parts": self.parts, "source": self.source}
 
 
-def estimate(net, board: Board, stages: int = 1) -> FitEstimate:
+def estimate(net, board: Board, stages: int = 1, count_tables: bool = True) -> FitEstimate:
     """Estimate what ``net`` needs on ``board`` (classifier plus board I/O)."""
     from ..netlist.stats import estimate_resources
-    core = estimate_resources(net, board.family, stages=stages)
+    core = estimate_resources(net, board.family, stages=stages, count_tables=board.count_tables(count_tables))
     io = io_estimate(net, board.family)
     lut, ff, bram = (int(core[k]) + io[k] for k in ("lut", "ff", "bram"))
     # ECP5: LUTs and FFs are checked against their own budgets (a slice holds two of each).
@@ -105,9 +105,9 @@ def estimate(net, board: Board, stages: int = 1) -> FitEstimate:
                        "lgn_fpga.netlist.stats.estimate_resources + lgn_fpga.build.fit.io_estimate")
 
 
-def check_fit(net, board: Board, stages: int = 1, enforce: bool = True) -> FitEstimate:
+def check_fit(net, board: Board, stages: int = 1, enforce: bool = True, count_tables: bool = True) -> FitEstimate:
     """:func:`estimate`, raising :class:`FitError` when ``enforce`` and something is over budget."""
-    est = estimate(net, board, stages)
+    est = estimate(net, board, stages, count_tables)
     over = est.over()
     if over and enforce:
         parts = "; ".join(f"{name}: estimated {e:,} > {b:,} available ({100 * e / b:.0f} %)" for name, e, b in over)

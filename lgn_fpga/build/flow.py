@@ -135,8 +135,11 @@ class FlowPlan:
 
 def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int = 1,
                frame_timeout_ms: float | None = None, name: str = "top", flow_file=None,
-               extra_options: dict | None = None) -> FlowPlan:
+               extra_options: dict | None = None, count_tables: bool = True) -> FlowPlan:
     """Elaborate ``netlist`` for ``board`` and return the build plan (no tool runs).
+
+    ``count_tables``: the popcount looks runs of bits up in the board's block RAMs
+    (:meth:`Board.count_tables`) instead of adding them with full adders.
 
     Raises
     ------
@@ -148,6 +151,7 @@ def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int = 
     baud = board.check_baud(board.baud if baud is None else baud)
     platform = board.make_platform()
     design = BoardTop(netlist, baud=baud, uart=board.uart, leds=board.leds, stages=stages,
+                      count_tables=board.count_tables(count_tables),
                       frame_timeout_ms=P.DEFAULT_FRAME_TIMEOUT_MS if frame_timeout_ms is None else frame_timeout_ms)
     opts = flow_options(board.family, flow_file)
     for k, v in (extra_options or {}).items():

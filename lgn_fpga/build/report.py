@@ -103,6 +103,8 @@ def collect(fp, result, netlist, *, model_path=None, estimate=None) -> dict:
         "fmax_mhz": round(achieved, 2) if achieved is not None else None,
         "timing_met": (achieved is not None and achieved >= clk / 1e6 * (1 - 1e-6)),
         "stages": fp.stages,
+        "count_table_lookups": int(sum(top.core.popcount.lookups)),
+        "count_table_brams": int(top.core.popcount.brams),
         "latency_cycles": top.latency,
         "latency_us": round(top.latency / clk * 1e6, 3),
         "images_per_s_at_fmax": int(achieved * 1e6) if achieved else None,

@@ -94,9 +94,12 @@ def _board_names():
 @click.option("--frame-timeout-ms", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
               help="Silence inside a frame that makes the board drop it (never under 16 byte times).")
 @click.option("--no-fit-check", is_flag=True, help="Run synthesis even when the estimate exceeds the board.")
+@click.option("--no-count-tables", is_flag=True, help="Popcount with full adders only, leaving the block RAMs "
+              "unused (default: runs of class bits are counted by lookup tables in the block RAMs).")
 @click.option("--plan-only", is_flag=True, help="Write the build files (and the fit estimate) without running tools.")
 @click.option("--allow-timing-fail", is_flag=True, help="Exit 0 even when Fmax is below the board clock.")
-def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, plan_only, allow_timing_fail):
+def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, no_count_tables, plan_only,
+          allow_timing_fail):
     """Build a bitstream of MODEL for a board.
 
     \b
@@ -117,11 +120,12 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, p
     path = _find_model(model, click.echo)
     net = load(path)
     out = Path(out_dir or Path("build") / b.name)
-    fit = check_fit(net, b, stages=stages, enforce=not no_fit_check)
+    fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=not no_count_tables)
     click.echo(f"{path}: {net.n_gates:,} gates, {net.depth} layers, {net.n_classes} classes; "
                f"estimate {fit.summary()} on {b.name} ({b.device})")
     t0 = time.perf_counter()
-    fp = plan_build(net, b, baud=baud, stages=stages, frame_timeout_ms=frame_timeout_ms)
+    fp = plan_build(net, b, baud=baud, stages=stages, frame_timeout_ms=frame_timeout_ms,
+                    count_tables=not no_count_tables)
     click.echo(f"elaborated in {time.perf_counter() - t0:.1f} s: latency {fp.top.latency} cycles, "
                f"{fp.baud} baud, frame timeout {fp.top.timeout:,} cycles")
     if plan_only:
@@ -216,6 +220,9 @@ def stream(port, model, dataset, split, limit, baud, window, retries, reply_time
         raise LgnError(f"{ds} images are {data.images.shape[1:]} but {mpath} expects {net.encoding.shape}")
     gold = predict(net, data.images)
     sim = port.startswith("sim://")
+    if sim and last and last.get("model", {}).get("hash") == net.content_hash() and "board=" not in port:
+        # The virtual board runs the classifier as that build made it (stages, count tables).
+        port += ("&" if "?" in port else "?") + f"board={last['board']}&stages={last.get('stages', 1)}"
     t0 = time.perf_counter()
     ser = open_port(port, baud, model_path=mpath)
     try:

@@ -41,6 +41,9 @@ class ClassifierCore(wiring.Component):
         gate layer one LUT with netlist-wide routes; registering every FA level
         costs about 20% more popcount area for flip-flops that carry bits
         across stages (see docs/hdl.md).
+    count_tables : (int, int, int)
+        ``(tables, table_bits, table_ports)`` of the popcount's block-RAM count
+        tables (see :class:`PopCount`); default none.
 
     Attributes
     ----------
@@ -59,15 +62,18 @@ class ClassifierCore(wiring.Component):
         On a non-Netlist, an invalid netlist or a bad ``stages``.
     """
 
-    def __init__(self, netlist: Netlist, stages: int = 1, *, popcount_levels: int | None = None):
+    def __init__(self, netlist: Netlist, stages: int = 1, *, popcount_levels: int | None = None,
+                 count_tables: tuple = (0, 12, 2)):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         stages = check_stages(stages)
         self.netlist, self.stages = netlist, stages
         self.popcount_levels = 2 * stages if popcount_levels is None else popcount_levels
         self.pipeline = owned(GatePipeline(netlist, stages))
+        tables, table_bits, table_ports = count_tables
         self.popcount = owned(PopCount([len(o) for o in netlist.outputs], netlist.bias.tolist(),
-                                       levels_per_stage=self.popcount_levels))
+                                       levels_per_stage=self.popcount_levels, tables=tables,
+                                       table_bits=table_bits, table_ports=table_ports))
         self.argmax = owned(ArgMax(netlist.n_classes, self.popcount.score_width, levels_per_stage=stages))
         self.latency = self.pipeline.latency + self.popcount.latency + self.argmax.latency
         super().__init__({
@@ -93,7 +99,7 @@ class ImageClassifier(wiring.Component):
     Parameters
     ----------
     netlist : Netlist
-    stages, popcount_levels : int
+    stages, popcount_levels, count_tables
         As for :class:`ClassifierCore`.
     registered_binarizer : bool
         Give the comparators their own register stage (default ``False``).
@@ -109,12 +115,13 @@ class ImageClassifier(wiring.Component):
     """
 
     def __init__(self, netlist: Netlist, stages: int = 1, *, popcount_levels: int | None = None,
-                 registered_binarizer: bool = False):
+                 registered_binarizer: bool = False, count_tables: tuple = (0, 12, 2)):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         self.netlist = netlist
         self.binarizer = owned(Binarizer(netlist.encoding, registered=registered_binarizer))
-        self.core = owned(ClassifierCore(netlist, stages, popcount_levels=popcount_levels))
+        self.core = owned(ClassifierCore(netlist, stages, popcount_levels=popcount_levels,
+                                         count_tables=count_tables))
         self.latency = self.binarizer.latency + self.core.latency
         super().__init__({
             "i": In(stream.Signature(unsigned(8 * netlist.encoding.image_bytes))),

@@ -128,7 +128,7 @@ def describe(component, netlist: Netlist, name: str, stages: int, inputs: str) -
 
 def export_core(netlist: Netlist, out_dir, *, stages: int = 1, popcount_levels: int | None = None,
                 name: str = "lgn_core", inputs: str = "bits", verilog: bool = True,
-                rtlil: bool = True) -> ExportResult:
+                rtlil: bool = True, count_tables: tuple = (0, 12, 2)) -> ExportResult:
     """Write ``NAME.v``, ``NAME.il`` and ``NAME.json`` of the classifier into ``out_dir``.
 
     Parameters
@@ -138,6 +138,8 @@ def export_core(netlist: Netlist, out_dir, *, stages: int = 1, popcount_levels: 
         Created if missing; files are replaced atomically.
     stages, popcount_levels : int
         Register spacing (see :class:`~lgn_fpga.hdl.core.ClassifierCore`).
+    count_tables : (int, int, int)
+        Block-RAM count tables of the popcount (as a board build uses them).
     name : str
         Verilog module name and file stem.
     inputs : {"bits", "bytes"}
@@ -158,8 +160,8 @@ def export_core(netlist: Netlist, out_dir, *, stages: int = 1, popcount_levels: 
         raise ValueError(f"inputs must be 'bits' or 'bytes', not {inputs!r}")
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Verilog identifier, not {name!r}")
-    comp = (ClassifierCore(netlist, stages, popcount_levels=popcount_levels) if inputs == "bits"
-            else ImageClassifier(netlist, stages, popcount_levels=popcount_levels))
+    kw = dict(popcount_levels=popcount_levels, count_tables=count_tables)
+    comp = ClassifierCore(netlist, stages, **kw) if inputs == "bits" else ImageClassifier(netlist, stages, **kw)
     out = Path(out_dir)
     il_text = to_rtlil(comp, name)
     info = describe(comp, netlist, name, stages, inputs)

@@ -12,6 +12,13 @@ docs/hdl.md and bench/hdl.py.
 A register stage follows every ``levels_per_stage`` compressor levels and the
 final adder.  Every class gets the same latency (shorter heaps wait in delay
 registers after their final adder).
+
+Count tables (``tables > 0``): before the compressor tree, runs of
+``table_bits`` raw bits of a class address a read-only block RAM holding the
+popcount of its address (an ECP5 DP16KD as 4096 x 4 with two read ports: 24
+bits in, 8 out, where full adders would take 32 LUT4s).  The lookup is a
+register stage of its own (the RAM's output register); the raw bits that no
+table takes wait in one register beside it.  Plan: :mod:`.plan`.
 """
 from __future__ import annotations
 
@@ -20,32 +27,12 @@ from amaranth.hdl import Cat, Const, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from amaranth.lib.memory import Memory
+
 from ._stage import Bits, cat_bits, chunks, stage_control
+from .plan import allocate_tables, fa_levels, plan_levels, score_width, start_heap, table_out_bits
 
 __all__ = ["PopCount", "score_width", "plan_levels"]
-
-
-def score_width(group_sizes, bias) -> int:
-    """Bits needed for the largest possible class score (at least 1)."""
-    top = max((int(b) + int(n) for n, b in zip(group_sizes, bias)), default=0)
-    return max(1, top.bit_length())
-
-
-def plan_levels(n: int) -> int:
-    """Full-adder levels that reduce an ``n``-bit heap to at most two bits per column."""
-    cols = [n]
-    levels = 0
-    while max(cols, default=0) > 2:
-        new = [0] * (len(cols) + 1)
-        for c, h in enumerate(cols):
-            fa = h // 3
-            new[c] += fa + h % 3
-            new[c + 1] += fa
-        while new and new[-1] == 0:
-            new.pop()
-        cols = new
-        levels += 1
-    return levels
 
 
 class PopCount(wiring.Component):
@@ -59,6 +46,12 @@ class PopCount(wiring.Component):
         Non-negative constant added to each class's count (default 0).
     levels_per_stage : int
         Compressor levels between registers (default 1: one LUT level per clock).
+    tables : int
+        Count-table lookups (block-RAM read ports) to use, 0 for none (default).
+    table_bits : int
+        Address bits of a table (12 for an ECP5 DP16KD as 4096 x 4).
+    table_ports : int
+        Read ports per block RAM (2 for an ECP5 DP16KD, 1 for an iCE40 SB_RAM40_4K).
 
     Attributes
     ----------
@@ -68,6 +61,8 @@ class PopCount(wiring.Component):
     score_width : int
     latency : int
         Register stages from input to scores (at least 1: the final adder is registered).
+    lookups : list of int
+        Count-table lookups per class; ``brams`` block RAMs hold them.
 
     Raises
     ------
@@ -76,7 +71,8 @@ class PopCount(wiring.Component):
         ``levels_per_stage``.
     """
 
-    def __init__(self, group_sizes, bias=None, *, levels_per_stage: int = 1):
+    def __init__(self, group_sizes, bias=None, *, levels_per_stage: int = 1, tables: int = 0,
+                 table_bits: int = 12, table_ports: int = 2):
         sizes = [int(n) for n in group_sizes]
         if not sizes or min(sizes) < 0:
             raise ValueError(f"group_sizes must be a non-empty list of non-negative integers, not {group_sizes!r}")
@@ -89,10 +85,16 @@ class PopCount(wiring.Component):
         self.group_sizes, self.bias = sizes, bias
         self.n_classes = len(sizes)
         self.levels_per_stage = int(levels_per_stage)
+        for name, v, lo in (("tables", tables, 0), ("table_bits", table_bits, 2), ("table_ports", table_ports, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
         self.score_width = score_width(sizes, bias)
-        self.levels = max(plan_levels(n) for n in sizes)
-        # Compressor levels in groups of levels_per_stage, then the final adder's register.
-        self.latency = -(-self.levels // self.levels_per_stage) + 1
+        self.table_bits, self.table_ports = int(table_bits), int(table_ports)
+        self.lookups = allocate_tables(sizes, int(tables), self.table_bits)
+        self.brams = -(-sum(self.lookups) // self.table_ports)
+        self.levels = max(fa_levels(start_heap(n, t, self.table_bits)) for n, t in zip(sizes, self.lookups))
+        # The table stage (if any), compressor levels in groups of levels_per_stage, the final adder's register.
+        self.latency = int(any(self.lookups)) + -(-self.levels // self.levels_per_stage) + 1
         self.full_adders = None  # known after elaboration
         super().__init__({
             "i": In(stream.Signature(unsigned(max(0, sum(sizes))))),
@@ -107,6 +109,8 @@ class PopCount(wiring.Component):
         # heaps[k][c]: bits of weight 2**c of class k
         heaps = [[[Bits(self.i.payload, j) for j in range(offs[k], offs[k + 1])]] if self.group_sizes[k] else []
                  for k in range(self.n_classes)]
+        if any(self.lookups):
+            heaps = self._tables(m, en, heaps)
         n_fa = 0
         stage = 0
         for level in range(self.levels):
@@ -169,6 +173,39 @@ class PopCount(wiring.Component):
             m.d.sync += out.eq(Cat(*scores))
         m.d.comb += self.o.payload.eq(out)
         return m
+
+    def _tables(self, m, en, heaps):
+        """The table stage: lookups of runs of raw bits, the other bits registered beside them."""
+        B, w = self.table_bits, table_out_bits(self.table_bits)
+        init = [bin(a).count("1") for a in range(1 << B)]
+        rest, outs = [], []
+        ports = []
+        for k, cols in enumerate(heaps):
+            t = self.lookups[k]
+            col = cols[0] if cols else []
+            for j in range(t):
+                ports.append((k, col[j * B:(j + 1) * B]))
+            rest.append([col[t * B:]] if cols else [])
+            outs.append([[] for _ in range(w)] if t else [])
+        mem = None
+        for p, (k, bits) in enumerate(ports):
+            if p % self.table_ports == 0:
+                mem = Memory(shape=w, depth=1 << B, init=init)
+                m.submodules[f"count_table{p // self.table_ports}"] = mem
+            rp = mem.read_port(domain="sync")
+            m.d.comb += [rp.addr.eq(cat_bits(bits)), rp.en.eq(en)]
+            for c in range(w):
+                outs[k][c].append(Bits(rp.data, c))
+        rest = self._register(m, en, rest, "raw")
+        merged = []
+        for r, o in zip(rest, outs):
+            cols = [list(c) for c in o] if o else []
+            if r and r[0]:
+                if not cols:
+                    cols = [[]]
+                cols[0] = r[0] + cols[0]
+            merged.append(cols)
+        return merged
 
     @staticmethod
     def _register(m, en, heaps, name):

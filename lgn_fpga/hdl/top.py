@@ -58,6 +58,8 @@ class ClassifierTop(wiring.Component):
         framer compares each byte with its channel's thresholds as it arrives and the buffer holds
         ``T`` thermometer bits per byte (``C*T`` comparators in all).  ``"auto"`` (default): the smaller
         buffer, :func:`lgn_fpga.hdl.framing.buffer_plan`.
+    count_tables : (int, int, int)
+        Block-RAM count tables of the popcount (see :class:`~lgn_fpga.hdl.popcount.PopCount`).
 
     Attributes
     ----------
@@ -69,6 +71,8 @@ class ClassifierTop(wiring.Component):
         The last class's low ``n_leds`` bits (absent when ``n_leds`` is 0).
     latency : int
         Cycles from a complete frame to its class leaving the classifier.
+    core : ClassifierCore
+        The classifier core inside (gate pipeline, popcount, argmax).
     divisor : Fraction
         Clock cycles per UART bit.
     timeout : int
@@ -78,7 +82,8 @@ class ClassifierTop(wiring.Component):
     """
 
     def __init__(self, netlist: Netlist, *, clk_hz, baud: int, n_leds: int = 0, stages: int = 1,
-                 frame_timeout: int | None = None, registered_binarizer: bool = False, binarize: str = "auto"):
+                 frame_timeout: int | None = None, registered_binarizer: bool = False, binarize: str = "auto",
+                 count_tables: tuple = (0, 12, 2)):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         if netlist.n_classes > P.MAX_CLASSES:
@@ -92,9 +97,11 @@ class ClassifierTop(wiring.Component):
         self.binarize, self.buffer_bits = buffer_plan(netlist.encoding, structural_live(netlist)[:netlist.n_inputs],
                                                       binarize)
         if self.binarize == "frame":
-            self.classifier = ImageClassifier(netlist, stages, registered_binarizer=registered_binarizer)
+            self.classifier = ImageClassifier(netlist, stages, registered_binarizer=registered_binarizer,
+                                              count_tables=count_tables)
         else:
-            self.classifier = ClassifierCore(netlist, stages)
+            self.classifier = ClassifierCore(netlist, stages, count_tables=count_tables)
+        self.core = self.classifier.core if self.binarize == "frame" else self.classifier
         # Built here for its latency, elaborated with the top; an unused top is reported by its own warning.
         self.classifier._MustUse__silence = True
         self.latency = self.classifier.latency
@@ -172,7 +179,7 @@ class BoardTop(Elaboratable):
         Name and number of the platform's UART resource (with ``rx`` and ``tx`` subsignals).
     leds : sequence of (str, int)
         LED resources, lowest class bit first.
-    stages, frame_timeout_ms, registered_binarizer, binarize
+    stages, frame_timeout_ms, registered_binarizer, binarize, count_tables
         As for :class:`ClassifierTop` (``frame_timeout_ms`` in milliseconds).
 
     After elaboration, ``top`` is the :class:`ClassifierTop` inside (for its latency and divisor).
@@ -180,7 +187,7 @@ class BoardTop(Elaboratable):
 
     def __init__(self, netlist: Netlist, *, baud: int, uart=("uart", 0), leds=(), stages: int = 1,
                  frame_timeout_ms: float = P.DEFAULT_FRAME_TIMEOUT_MS, registered_binarizer: bool = False,
-                 binarize: str = "auto"):
+                 binarize: str = "auto", count_tables: tuple = (0, 12, 2)):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         self.netlist = netlist
@@ -191,12 +198,13 @@ class BoardTop(Elaboratable):
         self.frame_timeout_ms = frame_timeout_ms
         self.registered_binarizer = registered_binarizer
         self.binarize = binarize
+        self.count_tables = tuple(count_tables)
         self.top = None
 
     def make_top(self, clk_hz) -> ClassifierTop:
         return ClassifierTop(self.netlist, clk_hz=clk_hz, baud=self.baud, n_leds=len(self.leds),
                              stages=self.stages, registered_binarizer=self.registered_binarizer,
-                             binarize=self.binarize,
+                             binarize=self.binarize, count_tables=self.count_tables,
                              frame_timeout=P.frame_timeout_cycles(clk_hz, self.baud, self.frame_timeout_ms))
 
     def elaborate(self, platform):

@@ -9,6 +9,7 @@ the same for hardware and simulation.  Query options::
     backend=auto|verilator|amaranth
     cycles_per_bit=8      simulated clock cycles per UART bit
     stages=1              logic levels per register stage of the classifier
+    board=NAME            build the classifier as for that board (its popcount count tables)
     frame_timeout_ms=10   the board's frame timeout (board time)
     drop=P flip=P cut=P garbage=P seed=S
                           host-side line faults, each applied to a write with probability P:
@@ -55,8 +56,12 @@ class Serial(SerialBase):
             if "model" not in self._opts:
                 raise SerialException("sim:// needs a model: sim://?model=PATH.lgn (lgn-fpga stream adds --model)")
             net = load(self._opts["model"])
+            tables = (0, 12, 2)
+            if self._opts.get("board"):
+                from ..build.boards import load_board
+                tables = load_board(self._opts["board"]).count_tables()
             self.board = VirtualBoard(
-                net, baud=self._baudrate, backend=self._opts.get("backend", "auto"),
+                net, count_tables=tables, baud=self._baudrate, backend=self._opts.get("backend", "auto"),
                 cycles_per_bit=int(self._opts.get("cycles_per_bit", 8)), stages=int(self._opts.get("stages", 1)),
                 frame_timeout_ms=float(self._opts["frame_timeout_ms"]) if "frame_timeout_ms" in self._opts else None)
         self.is_open = True
@@ -77,7 +82,7 @@ class Serial(SerialBase):
         opts = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()}
         if parts.netloc or parts.path.strip("/"):
             opts.setdefault("model", (parts.netloc + parts.path) if parts.netloc else parts.path)
-        known = {"model", "backend", "cycles_per_bit", "stages", "frame_timeout_ms", "seed", *_FAULTS}
+        known = {"model", "backend", "board", "cycles_per_bit", "stages", "frame_timeout_ms", "seed", *_FAULTS}
         bad = set(opts) - known
         if bad:
             raise SerialException(f"sim:// option {sorted(bad)[0]!r} unknown; known: {', '.join(sorted(known))}")

@@ -12,7 +12,16 @@ def from_model(model, encoding: ThermometerEncoding, class_names=None, meta=None
     ops = [l.gate_ids() for l in model.layers]
     a = [l.a.detach().cpu().numpy() for l in model.layers]
     b = [l.b.detach().cpu().numpy() for l in model.layers]
-    return Netlist.from_layered(encoding, ops, a, b, model.group.k, class_names=class_names, meta=meta)
+    net = Netlist.from_layered(encoding, ops, a, b, model.group.k, class_names=class_names, meta=meta)
+    if getattr(model, "last_sites", None) is not None:
+        # Local wiring: list each class's outputs along a Z-order curve of their sites, so the popcount adds
+        # neighbours first (the sum, and so every score, is the same in any order).
+        from ..train.wiring import z_order
+        g = len(model.last_sites) // model.group.k
+        for k, o in enumerate(net.outputs):
+            o[:] = o[z_order(model.last_sites[k * g:(k + 1) * g], model.grid)]
+        net.validate()
+    return net
 
 
 def from_run(path, prefer: str = "best.pt") -> Netlist:

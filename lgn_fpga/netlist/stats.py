@@ -32,6 +32,7 @@ from collections import Counter
 import numpy as np
 
 from ..gates import CONST_GATES, GATES, PASS_A, PASS_B, USES_A, USES_B
+from ..hdl.plan import allocate_tables, fa_levels, score_width, start_heap  # plain Python: no Amaranth
 from .analysis import analyze, structural_live
 from .ir import Netlist
 
@@ -109,30 +110,16 @@ def comparator_luts(threshold: int) -> int:
     return 0 if r <= 1 else -(-(r - 1) // 3)
 
 
-def _plan_levels(n: int) -> int:
-    """Full-adder levels that reduce an ``n``-bit heap to at most two bits per column (as hdl.popcount)."""
-    cols, levels = [n], 0
-    while max(cols, default=0) > 2:
-        new = [0] * (len(cols) + 1)
-        for c, h in enumerate(cols):
-            new[c] += h // 3 + h % 3
-            new[c + 1] += h // 3
-        while new and new[-1] == 0:
-            new.pop()
-        cols, levels = new, levels + 1
-    return levels
-
-
-def _score_width(sizes, bias) -> int:
-    top = max((int(b) + int(n) for n, b in zip(sizes, bias)), default=0)
-    return max(1, top.bit_length())
-
-
-def _popcount(sizes, bias, k: int) -> dict:
-    """Full adders, LUTs and FFs of the compressor-tree popcount (mirrors hdl.popcount.PopCount)."""
-    levels = max([_plan_levels(n) for n in sizes] + [0])
-    heaps = [[n] if n else [] for n in sizes]
+def _popcount(sizes, bias, k: int, tables: int = 0, table_bits: int = 12, table_ports: int = 2) -> dict:
+    """Full adders, LUTs, FFs and block RAMs of the popcount (mirrors hdl.popcount.PopCount, plan: hdl.plan)."""
+    lookups = allocate_tables(sizes, tables, table_bits)
+    heaps = [start_heap(n, t, table_bits) for n, t in zip(sizes, lookups)]
+    levels = max([fa_levels(c) for c in heaps] + [0])
     fa_total = ff = paired = 0
+    if any(lookups):
+        # the table stage: the raw bits no table takes wait in flip-flops beside the RAMs' output registers
+        raw = [n - t * table_bits for n, t in zip(sizes, lookups)]
+        ff += sum(raw)
     fresh = 0                      # heap bits produced by a full adder in the current level
     for level in range(levels):
         new_heaps, fresh = [], 0
@@ -153,13 +140,14 @@ def _popcount(sizes, bias, k: int) -> dict:
             bits = sum(sum(c) for c in heaps)
             ff += bits
             paired += min(fresh, bits)
-    w = _score_width(sizes, bias)
+    w = score_width(sizes, bias)
     adder = sum(min(w, len(cols) + 1) * (2 if b else 1) for cols, b in zip(heaps, bias))
     ff += w * len(sizes)
     paired += w * len(sizes)
-    latency = -(-levels // k) + 1
+    latency = int(any(lookups)) + -(-levels // k) + 1
     return {"full_adders": fa_total, "lut": 2 * fa_total + adder, "ff": ff, "unpaired_ff": ff - paired,
-            "latency": latency, "score_width": w}
+            "latency": latency, "score_width": w, "bram": -(-sum(lookups) // table_ports),
+            "lookups": int(sum(lookups))}
 
 
 def _argmax(n_classes: int, w: int, k: int) -> dict:
@@ -222,7 +210,7 @@ def _gate_luts(net: Netlist, k: int, live: np.ndarray) -> int:
 
 
 def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
-                       popcount_levels: int | None = None) -> dict:
+                       popcount_levels: int | None = None, count_tables: tuple = (0, 12, 2)) -> dict:
     """Estimated LUT4 and flip-flops of ``net`` as ``lgn_fpga.hdl.ClassifierCore(net, stages, popcount_levels=...)``.
 
     Parameters
@@ -232,6 +220,8 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
     stages : int
         Logic levels per register stage (gate layers and comparator levels;
         1 = the highest clock).
+    count_tables : (int, int, int)
+        ``(tables, table_bits, table_ports)`` of the popcount's block-RAM count tables (default none).
     popcount_levels : int, optional
         Full-adder levels per register stage of the popcount (default
         ``2 * stages``, as the HDL).
@@ -240,7 +230,7 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
     -------
     dict
         ``lut`` (LUT4s, carry-chain cells counted as the LUT4s they hold),
-        ``ff``, ``bram`` (0), ``cells`` (iCE40 logic cells: LUT4s plus the
+        ``ff``, ``bram`` (count-table block RAMs), ``cells`` (iCE40 logic cells: LUT4s plus the
         flip-flops that cannot share a cell with their LUT; ECP5: ``max(lut,
         ff)`` rounded up to whole slices of 2), ``latency`` (clock cycles) and
         ``parts``: the same per part (binarizer, gates, popcount, argmax,
@@ -266,7 +256,7 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
              "latency": regs["groups"], "carry_registers": regs["carry"]}
     # the popcount registers every 2 x stages full-adder levels unless told otherwise, as ClassifierCore does
     kp = 2 * k if popcount_levels is None else _check_stages(popcount_levels)
-    pc = _popcount([len(o) for o in net.outputs], net.bias.tolist(), kp)
+    pc = _popcount([len(o) for o in net.outputs], net.bias.tolist(), kp, *count_tables)
     am = _argmax(net.n_classes, pc["score_width"], k)
     if family == "ecp5" and k > 1:
         # Same effect on the adder and comparator trees (yosys 0.5x synth_ecp5, random netlists):
@@ -282,7 +272,7 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
     ff = sum(p["ff"] for p in parts.values())
     unpaired = sum(p["unpaired_ff"] for p in parts.values())
     cells = lut + unpaired if family == "ice40" else 2 * (-(-max(lut, ff) // 2))
-    return {"family": family, "stages": k, "lut": int(lut), "ff": int(ff), "bram": 0, "cells": int(cells),
+    return {"family": family, "stages": k, "lut": int(lut), "ff": int(ff), "bram": int(pc["bram"]), "cells": int(cells),
             "latency": int(latency), "parts": parts}
 
 

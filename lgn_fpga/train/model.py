@@ -186,6 +186,7 @@ class LogicNet(nn.Module):
         gen = torch.Generator().manual_seed(int(seed))
         dims = [int(n_inputs)] + [int(w) for w in widths]
         locals_ = [None] * len(widths)
+        self.grid, self.last_sites = None, None
         if connections == "local":
             if grid is None:
                 raise ValueError("'local' connections need the image grid (H, W)")
@@ -194,6 +195,7 @@ class LogicNet(nn.Module):
             sites = [input_sites(dims[0], grid)]
             sites += [layer_sites(w, grid, n_classes if li == len(widths) - 1 else 1) for li, w in enumerate(dims[1:])]
             locals_ = [(sites[li], sites[li + 1], grid, windows[li]) for li in range(len(widths))]
+            self.grid, self.last_sites = grid, sites[-1]
         self.layers = nn.ModuleList(
             LogicLayer(i, o, connections, init, residual_logit, gen, loc)
             for i, o, loc in zip(dims[:-1], dims[1:], locals_))

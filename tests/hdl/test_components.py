@@ -154,6 +154,28 @@ def test_popcount(sizes, bias, lps):
     check_stream(dut, pack_bits(bits), expected)
 
 
+@pytest.mark.parametrize("sizes,bias,lps,tables,bits,ports", [
+    ([40, 33, 1], [2, 0, 9], 1, 5, 4, 2),
+    ([40, 33, 1], [2, 0, 9], 2, 100, 5, 1),
+    ([8, 0, 12], [0, 3, 0], 1, 3, 4, 2),     # a class without bits, tables that take a whole class
+])
+def test_popcount_with_count_tables(sizes, bias, lps, tables, bits, ports):
+    # Count tables (block-RAM lookups) in the first stage give the same scores, under stalls too.
+    rng = np.random.default_rng(sum(sizes) + tables)
+    n = sum(sizes)
+    rows = [np.zeros(n, bool), np.ones(n, bool)] + list(rng.random((30, n)) < rng.random((30, 1)))
+    bits_in = np.stack(rows)
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    dut = PopCount(sizes, bias, levels_per_stage=lps, tables=tables, table_bits=bits, table_ports=ports)
+    assert sum(dut.lookups) == min(tables, sum(s // bits for s in sizes)) and dut.brams == -(-sum(dut.lookups) // ports)
+    W = dut.score_width
+    expected = []
+    for r in bits_in:
+        s = [int(r[offs[k]:offs[k + 1]].sum()) + bias[k] for k in range(len(sizes))]
+        expected.append(sum(v << (k * W) for k, v in enumerate(s)))
+    check_stream(dut, pack_bits(bits_in), expected)
+
+
 def test_popcount_arguments():
     with pytest.raises(ValueError, match="group_sizes must be a non-empty list"):
         PopCount([])
@@ -161,6 +183,8 @@ def test_popcount_arguments():
         PopCount([1, 2], [0])
     with pytest.raises(ValueError, match="levels_per_stage must be a positive integer, not 0"):
         PopCount([3], levels_per_stage=0)
+    with pytest.raises(ValueError, match="table_bits must be an integer >= 2, not 1"):
+        PopCount([3], tables=2, table_bits=1)
 
 
 # -- argmax ----------------------------------------------------------------------------------------

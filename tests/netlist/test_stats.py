@@ -13,22 +13,19 @@ def test_comparator_luts():
     assert [S.comparator_luts(t) for t in (127, 63, 191, 0, 254, 31, 15, 7, 200)] == [0, 1, 1, 3, 3, 1, 1, 2, 3]
 
 
-def test_plan_levels_matches_hdl():
-    popcount = pytest.importorskip("lgn_fpga.hdl.popcount")
-    for n in list(range(0, 200)) + [799, 800, 1000, 4000]:
-        assert S._plan_levels(n) == popcount.plan_levels(n)
-
-
 def test_popcount_model_matches_hdl():
-    popcount = pytest.importorskip("lgn_fpga.hdl.popcount")
     from amaranth.hdl import Fragment
+    from lgn_fpga.hdl import popcount
     for sizes, bias in (([50] * 10, [0] * 10), ([3, 0, 17, 120], [0, 4, 1, 0]), ([1], [0])):
         for k in (1, 2, 3):
-            pc = popcount.PopCount(sizes, bias, levels_per_stage=k)
-            Fragment.get(pc, None)
-            mine = S._popcount(sizes, bias, k)
-            assert (mine["full_adders"], mine["latency"], mine["score_width"]) == \
-                (pc.full_adders, pc.latency, pc.score_width)
+            for tables, bits, ports in ((0, 12, 2), (7, 12, 2), (1000, 12, 2), (5, 9, 1)):
+                pc = popcount.PopCount(sizes, bias, levels_per_stage=k, tables=tables, table_bits=bits,
+                                       table_ports=ports)
+                Fragment.get(pc, None)
+                mine = S._popcount(sizes, bias, k, tables, bits, ports)
+                assert (mine["full_adders"], mine["latency"], mine["score_width"], mine["bram"]) == \
+                    (pc.full_adders, pc.latency, pc.score_width, pc.brams)
+                assert mine["lookups"] == sum(pc.lookups) <= tables
 
 
 def test_estimate_shape_and_monotonicity():

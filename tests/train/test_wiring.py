@@ -73,3 +73,20 @@ def test_arguments():
     with pytest.raises(ValueError, match=r"17 input bits do not tile a 4 x 4 pixel grid"):
         LogicNet(17, [8, 4], 2, connections="local", grid=(4, 4))
     assert check_window([3, 5], 2) == [3, 5]
+
+
+def test_netlist_lists_class_outputs_in_z_order():
+    # The bridge reorders each class's outputs along a Z curve (the popcount adds neighbours first);
+    # each class still counts exactly its own block of the last layer.
+    from lgn_fpga.data.encoding import ThermometerEncoding
+    from lgn_fpga.netlist.extract import from_model
+    from lgn_fpga.train.wiring import z_order
+    enc = ThermometerEncoding.make((1, 8, 8), 1)
+    net = LogicNet(64, [64, 128], 2, connections="local", grid=(8, 8), window=3, seed=0)
+    nl = from_model(net, enc)
+    base = 64 + 64
+    for k, o in enumerate(nl.outputs):
+        assert sorted(o.tolist()) == list(range(base + 64 * k, base + 64 * (k + 1)))
+    # 64 gates per class on 64 sites: the first four outputs are the 2 x 2 patch at the origin
+    assert (nl.outputs[0][:4] - base).tolist() == [0, 1, 8, 9]
+    assert z_order(np.array([9, 0, 1, 8]), (8, 8)).tolist() == [1, 2, 3, 0]

@@ -1,0 +1,83 @@
+"""Planning formulas of the popcount, shared by the hardware (:mod:`.popcount`) and the resource estimate
+(:mod:`lgn_fpga.netlist.stats`).  Plain Python: no Amaranth, no numpy arrays needed.
+
+A class's popcount is a *bit heap*: ``cols[c]`` bits of weight ``2**c``.  Optionally the first stage
+looks some of the raw bits up in block-RAM count tables (a ``B``-bit address gives the ``B``-bit
+popcount as ``B.bit_length()`` bits of weight 1, 2, 4, ...); full-adder levels then reduce the heap
+until every column holds at most two bits, and one adder adds the two rows.
+"""
+from __future__ import annotations
+
+__all__ = ["fa_levels", "plan_levels", "score_width", "allocate_tables", "table_out_bits", "start_heap"]
+
+
+def fa_levels(cols) -> int:
+    """Full-adder levels that reduce the heap ``cols`` (bits per column) to at most two bits per column."""
+    cols = [int(h) for h in cols]
+    levels = 0
+    while max(cols, default=0) > 2:
+        new = [0] * (len(cols) + 1)
+        for c, h in enumerate(cols):
+            new[c] += h // 3 + h % 3
+            new[c + 1] += h // 3
+        while new and new[-1] == 0:
+            new.pop()
+        cols, levels = new, levels + 1
+    return levels
+
+
+def plan_levels(n: int) -> int:
+    """Full-adder levels that reduce an ``n``-bit heap to at most two bits per column."""
+    return fa_levels([n])
+
+
+def score_width(group_sizes, bias) -> int:
+    """Bits needed for the largest possible class score (at least 1)."""
+    top = max((int(b) + int(n) for n, b in zip(group_sizes, bias)), default=0)
+    return max(1, top.bit_length())
+
+
+def table_out_bits(table_bits: int) -> int:
+    """Output bits of a count table with ``table_bits`` address bits (the count 0..table_bits)."""
+    return int(table_bits).bit_length()
+
+
+def allocate_tables(group_sizes, tables: int, table_bits: int) -> list[int]:
+    """Count-table lookups per class: at most ``tables`` in all, each taking ``table_bits`` raw bits.
+
+    A lookup removes ``table_bits - table_out_bits`` bits from a heap (12 -> 4: 8 bits, which would take
+    8 full adders, 16 LUT4s); the lookups go to the classes in proportion to their bits (largest
+    remainder), never more than a class has whole ``table_bits``-bit runs for.
+    """
+    sizes = [int(n) for n in group_sizes]
+    if tables <= 0 or table_bits <= table_out_bits(table_bits):
+        return [0] * len(sizes)
+    cap = [n // table_bits for n in sizes]
+    total = min(int(tables), sum(cap))
+    if not total:
+        return [0] * len(sizes)
+    weight = sum(cap)
+    share = [total * c / weight for c in cap]
+    alloc = [min(int(s), c) for s, c in zip(share, cap)]
+    order = sorted(range(len(sizes)), key=lambda k: (-(share[k] - int(share[k])), k))
+    left = total - sum(alloc)
+    while left > 0:
+        moved = False
+        for k in order:
+            if left and alloc[k] < cap[k]:
+                alloc[k] += 1
+                left -= 1
+                moved = True
+        if not moved:
+            break
+    return alloc
+
+
+def start_heap(n: int, lookups: int, table_bits: int) -> list[int]:
+    """The heap of an ``n``-bit class after its ``lookups`` count tables (the raw rest stays in column 0)."""
+    if not lookups:
+        return [n] if n else []
+    w = table_out_bits(table_bits)
+    cols = [lookups] * w
+    cols[0] += n - lookups * table_bits
+    return cols
