@@ -42,3 +42,13 @@ def test_agreement_on_a_trained_run(tmp_path, lgn_cli):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "differs from torch on 0 images" in r.stdout and "optimized netlist" in r.stdout
+
+
+def test_route_quick_synthesizes_and_tabulates(tmp_path):
+    # A small random netlist through the real ECP5 synthesis (no place and route): the table and the JSON row.
+    out = run_bench("route.py", "--variants", "default,stages2", "--json", str(tmp_path / "r.jsonl"))
+    assert "ECP5 routing" in out and "LUT4/gate" in out
+    import json
+    rows = [json.loads(l) for l in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [r["variant"] for r in rows] == ["default", "stages2"]
+    assert all(r["synth"]["lut4"] > 0 and r["status"] == "stopped after synth" for r in rows)

@@ -82,6 +82,9 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     """Train a logic gate network on DATASET (digits, mnist, fashion-mnist, cifar10;
     default: the --config file's dataset, else digits).
 
+    Without --config, configs/DATASET.yaml is used when it exists: `lgn-fpga train cifar10` and
+    `lgn-fpga train mnist` train networks sized for the ULX3S-85F with wiring that routes there.
+
     Writes a run directory with the resolved config, metrics.jsonl, checkpoint.pt (latest, for --resume)
     and best.pt (best validation accuracy of the discretized network). Validation accuracy is printed
     during training; the test split is evaluated once, at the end. Ctrl-C saves a checkpoint.
@@ -96,6 +99,13 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     from ..train.config import load_yaml, resolve_config
     from ..train.loop import Trainer
 
+    if config_path is None and dataset and not resume:
+        from ..train.config import CONFIG_DIR
+        if (CONFIG_DIR / f"{dataset}.yaml").is_file():
+            # `lgn-fpga train cifar10` with no --config: the dataset's own config, sized for a board.
+            config_path = dataset
+            click.echo(f"config: {CONFIG_DIR / (dataset + '.yaml')} (the default for {dataset}; "
+                       f"--config to choose another)", err=True)
     ydict = load_yaml(config_path) if config_path else {}
     cli = {k: v for k, v in overrides.items() if v is not None}
     if overrides.get("val_size") is not None and overrides["val_size"] >= 1:

@@ -132,6 +132,28 @@ def test_runner_names_the_failing_step(net, tmp_path):
         run_build(fp, tmp_path / "out", tools=_fake_tools(tmp_path, fail="nextpnr-ice40"))
 
 
+def test_progress_and_time_limit(net, tmp_path, capsys):
+    # A slow place and route: progress lines come from the tool's own log while it runs; past the time
+    # limit the tool is stopped with BuildTimeout, which carries what the run showed.
+    from lgn_fpga.build.flow import BuildTimeout, progress_of
+    assert progress_of(["2.45. Executing ABC9 pass."]) == "yosys abc9"
+    assert progress_of(["Info:     iter=3 wires=1234 overused=5678 overuse=9 archfail=NA"]) == \
+        "router2 iteration 3: 5,678 overused wires"
+    assert progress_of(["nothing to see"]) is None
+    fp = plan_build(net, load_board("icebreaker"))
+    tools = _fake_tools(tmp_path)
+    slow = tmp_path / "slow-nextpnr"
+    slow.write_text("#!/bin/sh\nfor i in 1 2 3 4 5 6 7 8 9 10; do\n"
+                    "  echo \"Info:     iter=$i wires=100 overused=$((100 - i)) overuse=1 archfail=NA\" >> top.tim\n"
+                    "  sleep 0.4\ndone\n")
+    slow.chmod(slow.stat().st_mode | stat.S_IEXEC)
+    tools["nextpnr-ice40"] = str(slow)
+    seen = []
+    with pytest.raises(BuildTimeout, match=r"pnr did not finish within 2 s \(last progress: router2 iteration \d+"):
+        run_build(fp, tmp_path / "out", tools=tools, time_limit=2, progress_every=0.5, log=seen.append)
+    assert any("pnr: 0:0" in s and "overused wires" in s for s in seen)
+
+
 def test_timing_failure_shows_in_report(net, tmp_path):
     fp = plan_build(net, load_board("icebreaker"))
     res = run_build(fp, tmp_path / "out", tools=_fake_tools(tmp_path))
