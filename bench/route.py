@@ -19,6 +19,9 @@ Variants (``--variants``, comma-separated; each is a set of build options on top
 ``tmdriv``       timing-driven placement and routing (nextpnr's default; the flow file turns it off)
 ``static``       nextpnr's electrostatic placer (``--placer static``) instead of HeAP
 ``seed2``        another placement seed (run-to-run variation)
+``tables``, ``notables``  the popcount with / without block-RAM count tables (default: the board's,
+                 ``lgn_fpga.build.flow.default_count_tables``)
+``stages2-tables``, ``stages2-notables``  both
 
 Usage::
 
@@ -56,6 +59,10 @@ VARIANTS = {
     "tmdriv": {"drop": ["--no-tmdriv"]},
     "static": {"nextpnr": ["--placer", "static"]},
     "seed2": {"nextpnr": ["--seed", "2"]},
+    "tables": {"tables": True},
+    "notables": {"tables": False},
+    "stages2-tables": {"stages": 2, "tables": True},
+    "stages2-notables": {"stages": 2, "tables": False},
 }
 _OVERUSED = re.compile(r"router2 iteration (\d+): ([\d,]+) overused")
 
@@ -84,12 +91,14 @@ def run_one(model: Path, board_name: str, variant_name: str, limit: float, work:
     board = load_board(board_name)
     var = VARIANTS[variant_name]
     stages = var.get("stages", 1)
-    fit = estimate(net, board, stages=stages)
+    from lgn_fpga.build.flow import default_count_tables
+    tables = var.get("tables", default_count_tables(board))
+    fit = estimate(net, board, stages=stages, count_tables=tables)
     parts = fit.parts["classifier"]
     from lgn_fpga.netlist.stats import estimate_resources
-    core = estimate_resources(net, board.family, stages=stages)["parts"]
+    core = estimate_resources(net, board.family, stages=stages, count_tables=board.count_tables(tables))["parts"]
     row = {"model": str(model), "gates": int(net.n_gates), "variant": variant_name, "board": board.name,
-           "stages": stages, "limit_s": limit,
+           "stages": stages, "count_tables": tables, "limit_s": limit,
            "estimate": {"lut": fit.lut, "ff": fit.ff, "gates_lut": core["gates"]["lut"],
                         "popcount_lut": core["popcount"]["lut"], "gate_ff": core["gates"]["ff"] - core["gates"]["carry_registers"],
                         "carry_ff": core["gates"]["carry_registers"], "popcount_ff": core["popcount"]["ff"],
@@ -97,7 +106,8 @@ def run_one(model: Path, board_name: str, variant_name: str, limit: float, work:
            "meta": {k: v for k, v in net.meta.items() if k in ("dataset", "step", "recipe")}}
     flow_opts = {"nextpnr_opts": _nextpnr_opts(board.family, var)}
     # The flow file with the variant's nextpnr options (plan_build adds the report options itself).
-    fp = plan_build(net, board, stages=stages, flow_file=_flow_file(board.family, flow_opts, work))
+    fp = plan_build(net, board, stages=stages, flow_file=_flow_file(board.family, flow_opts, work),
+                    count_tables=tables)
     out = work / f"{Path(model).stem}-{variant_name}"
     t0 = time.perf_counter()
     try:

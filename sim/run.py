@@ -214,7 +214,9 @@ def _main(args) -> int:
     tables = (0, 12, 2)
     if args.board:
         from lgn_fpga.build.boards import load_board
-        tables = load_board(args.board).count_tables()
+        from lgn_fpga.build.flow import default_count_tables
+        b = load_board(args.board)
+        tables = b.count_tables(default_count_tables(b))
     build = args.build_dir or ROOT / "build" / "sim" / (
         f"{net.content_hash()[:12]}-s{args.stages}-p{args.popcount_levels or 2 * args.stages}"
         + (f"-t{tables[0]}x{tables[1]}" if tables[0] else ""))

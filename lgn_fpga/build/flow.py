@@ -32,7 +32,7 @@ from pathlib import Path
 from ..errors import LgnError
 from .boards import Board
 
-__all__ = ["BuildError", "BuildTimeout", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
+__all__ = ["BuildError", "BuildTimeout", "default_count_tables", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
            "flow_options", "TOOLS", "flows_dir"]
 
 # Tools per family, in the order the build runs them: (Amaranth's tool name, YoWASP command).
@@ -133,13 +133,20 @@ class FlowPlan:
         return json.loads(self.plan.files[f"{self.plan.script}.json"])["commands"]
 
 
+def default_count_tables(board: Board) -> bool:
+    """Whether a build uses the block RAMs as popcount count tables unless told: on iCE40 (fewer LUTs, and
+    the small dies route); not on ECP5, where the RAM rows made routing much harder (docs/routing.md)."""
+    return board.family == "ice40"
+
+
 def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int = 1,
                frame_timeout_ms: float | None = None, name: str = "top", flow_file=None,
-               extra_options: dict | None = None, count_tables: bool = True) -> FlowPlan:
+               extra_options: dict | None = None, count_tables: bool | None = None) -> FlowPlan:
     """Elaborate ``netlist`` for ``board`` and return the build plan (no tool runs).
 
     ``count_tables``: the popcount looks runs of bits up in the board's block RAMs
-    (:meth:`Board.count_tables`) instead of adding them with full adders.
+    (:meth:`Board.count_tables`) instead of adding them with full adders; default
+    :func:`default_count_tables`.
 
     Raises
     ------
@@ -150,6 +157,8 @@ def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int = 
     from ..hdl.top import BoardTop
     baud = board.check_baud(board.baud if baud is None else baud)
     platform = board.make_platform()
+    if count_tables is None:
+        count_tables = default_count_tables(board)
     design = BoardTop(netlist, baud=baud, uart=board.uart, leds=board.leds, stages=stages,
                       count_tables=board.count_tables(count_tables),
                       frame_timeout_ms=P.DEFAULT_FRAME_TIMEOUT_MS if frame_timeout_ms is None else frame_timeout_ms)

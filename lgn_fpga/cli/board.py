@@ -94,11 +94,12 @@ def _board_names():
 @click.option("--frame-timeout-ms", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
               help="Silence inside a frame that makes the board drop it (never under 16 byte times).")
 @click.option("--no-fit-check", is_flag=True, help="Run synthesis even when the estimate exceeds the board.")
-@click.option("--no-count-tables", is_flag=True, help="Popcount with full adders only, leaving the block RAMs "
-              "unused (default: runs of class bits are counted by lookup tables in the block RAMs).")
+@click.option("--count-tables/--no-count-tables", default=None,
+              help="Count runs of class bits with lookup tables in the block RAMs instead of full adders "
+                   "(fewer LUTs; default off on ECP5, where the RAM rows made routing harder: docs/routing.md).")
 @click.option("--plan-only", is_flag=True, help="Write the build files (and the fit estimate) without running tools.")
 @click.option("--allow-timing-fail", is_flag=True, help="Exit 0 even when Fmax is below the board clock.")
-def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, no_count_tables, plan_only,
+def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, count_tables, plan_only,
           allow_timing_fail):
     """Build a bitstream of MODEL for a board.
 
@@ -120,12 +121,15 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, n
     path = _find_model(model, click.echo)
     net = load(path)
     out = Path(out_dir or Path("build") / b.name)
-    fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=not no_count_tables)
+    from ..build.flow import default_count_tables
+    if count_tables is None:
+        count_tables = default_count_tables(b)
+    fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=count_tables)
     click.echo(f"{path}: {net.n_gates:,} gates, {net.depth} layers, {net.n_classes} classes; "
                f"estimate {fit.summary()} on {b.name} ({b.device})")
     t0 = time.perf_counter()
     fp = plan_build(net, b, baud=baud, stages=stages, frame_timeout_ms=frame_timeout_ms,
-                    count_tables=not no_count_tables)
+                    count_tables=count_tables)
     click.echo(f"elaborated in {time.perf_counter() - t0:.1f} s: latency {fp.top.latency} cycles, "
                f"{fp.baud} baud, frame timeout {fp.top.timeout:,} cycles")
     if plan_only:

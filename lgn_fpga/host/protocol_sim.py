@@ -59,7 +59,9 @@ class Serial(SerialBase):
             tables = (0, 12, 2)
             if self._opts.get("board"):
                 from ..build.boards import load_board
-                tables = load_board(self._opts["board"]).count_tables()
+                from ..build.flow import default_count_tables
+                b = load_board(self._opts["board"])
+                tables = b.count_tables(default_count_tables(b))
             self.board = VirtualBoard(
                 net, count_tables=tables, baud=self._baudrate, backend=self._opts.get("backend", "auto"),
                 cycles_per_bit=int(self._opts.get("cycles_per_bit", 8)), stages=int(self._opts.get("stages", 1)),

@@ -3,6 +3,7 @@
 import re
 
 import numpy as np
+import pytest
 
 from lgn_fpga.netlist.random import random_netlist
 
@@ -39,6 +40,23 @@ def test_runner_on_a_saved_model_through_amaranth(tmp_path, capsys):
     assert rc == 0, out
     assert re.fullmatch(r"30/30 images agree; hardware accuracy \d+\.\d\d% = software \d+\.\d\d%", out[-1])
     assert out[-2].startswith("amaranth: 30/30 images agree")
+
+
+@pytest.mark.sim
+def test_runner_with_a_boards_count_tables_through_verilator(tmp_path, capsys):
+    # --board: the classifier as that board's build makes it (block-RAM count tables in the popcount).
+    from lgn_fpga.host.vboard import have_verilator
+    if not have_verilator():
+        pytest.skip("verilator not installed")
+    net = random_netlist(np.random.default_rng(4), shape=(1, 8, 8), thresholds=3, widths=(300, 200), n_classes=10,
+                         skip_prob=0.1, bias=True)
+    model = tmp_path / "m.lgn"
+    net.save(model)
+    rc = main([str(model), "--sim", "verilator", "--board", "icebreaker", "--build-dir", str(tmp_path / "b")])  # iCE40: tables on
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0, out
+    assert re.fullmatch(r"360/360 images agree; hardware accuracy \d+\.\d\d% = software \d+\.\d\d%", out[-1])
+    assert "count_table" in (tmp_path / "b" / "lgn_classifier.v").read_text()
 
 
 def test_runner_refuses_a_mismatched_dataset(tmp_path, capsys):
