@@ -14,8 +14,8 @@ table shows what a user would want to know before waiting for a build:
 
 Variants (``--variants``, comma-separated; each is a set of build options on top of flows/<family>.yaml):
 
-``default``      the flow file as shipped
-``stages2``      two gate layers per register stage (abc9 can pack gate(gate, gate) into one LUT4)
+``default``      what ``lgn-fpga build`` does (flow file, the board's default stages and count tables)
+``stages1``, ``stages2``  one / two gate layers per register stage (abc9 packs gate(gate, gate) into one LUT4)
 ``tmdriv``       timing-driven placement and routing (nextpnr's default; the flow file turns it off)
 ``static``       nextpnr's electrostatic placer (``--placer static``) instead of HeAP
 ``seed2``        another placement seed (run-to-run variation)
@@ -55,6 +55,7 @@ from _table import table  # noqa: E402
 
 VARIANTS = {
     "default": {},
+    "stages1": {"stages": 1},
     "stages2": {"stages": 2},
     "tmdriv": {"drop": ["--no-tmdriv"]},
     "static": {"nextpnr": ["--placer", "static"]},
@@ -90,7 +91,8 @@ def run_one(model: Path, board_name: str, variant_name: str, limit: float, work:
     net = load(model)
     board = load_board(board_name)
     var = VARIANTS[variant_name]
-    stages = var.get("stages", 1)
+    from lgn_fpga.build.flow import default_stages
+    stages = var.get("stages", default_stages(board))
     from lgn_fpga.build.flow import default_count_tables
     tables = var.get("tables", default_count_tables(board))
     fit = estimate(net, board, stages=stages, count_tables=tables)

@@ -175,7 +175,8 @@ def main(argv=None) -> int:
                    help="images through the (slow) Amaranth simulator (default 100)")
     p.add_argument("--icarus-limit", type=int, help="images through cocotb + Icarus (default: all)")
     p.add_argument("--stall-images", type=int, default=200, help="images streamed with random stalls (default 200)")
-    p.add_argument("--stages", type=int, default=1, help="gate layers per register stage (default 1)")
+    p.add_argument("--stages", type=int, default=None,
+                   help="gate layers per register stage (default 1; with --board, that board's build default)")
     p.add_argument("--popcount-levels", type=int, help="full-adder levels per popcount stage (default 2 x stages)")
     p.add_argument("--board", help="simulate the classifier as `lgn-fpga build --board B` makes it (its block-RAM "
                    "count tables; default: no count tables)")
@@ -214,9 +215,13 @@ def _main(args) -> int:
     tables = (0, 12, 2)
     if args.board:
         from lgn_fpga.build.boards import load_board
-        from lgn_fpga.build.flow import default_count_tables
+        from lgn_fpga.build.flow import default_count_tables, default_stages
         b = load_board(args.board)
         tables = b.count_tables(default_count_tables(b))
+        if args.stages is None:
+            args.stages = default_stages(b)
+    if args.stages is None:
+        args.stages = 1
     build = args.build_dir or ROOT / "build" / "sim" / (
         f"{net.content_hash()[:12]}-s{args.stages}-p{args.popcount_levels or 2 * args.stages}"
         + (f"-t{tables[0]}x{tables[1]}" if tables[0] else ""))

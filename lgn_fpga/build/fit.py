@@ -92,12 +92,14 @@ class FitEstimate:
                 "parts": self.parts, "source": self.source}
 
 
-def estimate(net, board: Board, stages: int = 1, count_tables: bool | None = None) -> FitEstimate:
-    """Estimate what ``net`` needs on ``board`` (classifier plus board I/O)."""
+def estimate(net, board: Board, stages: int | None = None, count_tables: bool | None = None) -> FitEstimate:
+    """Estimate what ``net`` needs on ``board`` (classifier plus board I/O), built as ``lgn-fpga build`` does."""
     from ..netlist.stats import estimate_resources
-    from .flow import default_count_tables
+    from .flow import default_count_tables, default_stages
     if count_tables is None:
         count_tables = default_count_tables(board)
+    if stages is None:
+        stages = default_stages(board)
     core = estimate_resources(net, board.family, stages=stages, count_tables=board.count_tables(count_tables))
     io = io_estimate(net, board.family)
     lut, ff, bram = (int(core[k]) + io[k] for k in ("lut", "ff", "bram"))
@@ -108,7 +110,7 @@ def estimate(net, board: Board, stages: int = 1, count_tables: bool | None = Non
                        "lgn_fpga.netlist.stats.estimate_resources + lgn_fpga.build.fit.io_estimate")
 
 
-def check_fit(net, board: Board, stages: int = 1, enforce: bool = True,
+def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True,
               count_tables: bool | None = None) -> FitEstimate:
     """:func:`estimate`, raising :class:`FitError` when ``enforce`` and something is over budget."""
     est = estimate(net, board, stages, count_tables)

@@ -89,8 +89,8 @@ def _board_names():
               help="Build directory (default build/<board>); keeps build_top.sh and rerun.sh for manual reruns.")
 @click.option("--baud", type=click.IntRange(min=300), help="UART rate (default: the board file's: the highest rate its "
               "USB-UART bridge carries reliably, e.g. 3 Mbaud on the ULX3S).")
-@click.option("--stages", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Logic levels per register stage of the classifier.")
+@click.option("--stages", type=click.IntRange(min=1), default=None,
+              help="Gate layers per register stage of the classifier (default: 2 on ECP5, 1 on iCE40).")
 @click.option("--frame-timeout-ms", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
               help="Silence inside a frame that makes the board drop it (never under 16 byte times).")
 @click.option("--no-fit-check", is_flag=True, help="Run synthesis even when the estimate exceeds the board.")
@@ -121,9 +121,11 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
     path = _find_model(model, click.echo)
     net = load(path)
     out = Path(out_dir or Path("build") / b.name)
-    from ..build.flow import default_count_tables
+    from ..build.flow import default_count_tables, default_stages
     if count_tables is None:
         count_tables = default_count_tables(b)
+    if stages is None:
+        stages = default_stages(b)
     fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=count_tables)
     click.echo(f"{path}: {net.n_gates:,} gates, {net.depth} layers, {net.n_classes} classes; "
                f"estimate {fit.summary()} on {b.name} ({b.device})")

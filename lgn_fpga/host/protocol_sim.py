@@ -9,7 +9,7 @@ the same for hardware and simulation.  Query options::
     backend=auto|verilator|amaranth
     cycles_per_bit=8      simulated clock cycles per UART bit
     stages=1              logic levels per register stage of the classifier
-    board=NAME            build the classifier as for that board (its popcount count tables)
+    board=NAME            build the classifier as that board's build does (its stages and count tables)
     frame_timeout_ms=10   the board's frame timeout (board time)
     drop=P flip=P cut=P garbage=P seed=S
                           host-side line faults, each applied to a write with probability P:
@@ -56,15 +56,16 @@ class Serial(SerialBase):
             if "model" not in self._opts:
                 raise SerialException("sim:// needs a model: sim://?model=PATH.lgn (lgn-fpga stream adds --model)")
             net = load(self._opts["model"])
-            tables = (0, 12, 2)
+            tables, stages = (0, 12, 2), 1
             if self._opts.get("board"):
                 from ..build.boards import load_board
-                from ..build.flow import default_count_tables
+                from ..build.flow import default_count_tables, default_stages
                 b = load_board(self._opts["board"])
-                tables = b.count_tables(default_count_tables(b))
+                tables, stages = b.count_tables(default_count_tables(b)), default_stages(b)
+            stages = int(self._opts.get("stages", stages))
             self.board = VirtualBoard(
                 net, count_tables=tables, baud=self._baudrate, backend=self._opts.get("backend", "auto"),
-                cycles_per_bit=int(self._opts.get("cycles_per_bit", 8)), stages=int(self._opts.get("stages", 1)),
+                cycles_per_bit=int(self._opts.get("cycles_per_bit", 8)), stages=stages,
                 frame_timeout_ms=float(self._opts["frame_timeout_ms"]) if "frame_timeout_ms" in self._opts else None)
         self.is_open = True
 
