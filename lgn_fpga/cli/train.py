@@ -46,6 +46,10 @@ _OVERRIDES = [
 ]
 
 
+# Options that describe the network: given any of them, `train DATASET` does not pick configs/DATASET.yaml.
+_ARCH_KEYS = {"layers", "width", "widths", "connections", "window", "thresholds"}
+
+
 def _add_overrides(f):
     for opt, key, typ, hlp in reversed(_OVERRIDES):
         f = click.option(opt, key, type=typ, default=None, help=hlp)(f)
@@ -82,8 +86,9 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     """Train a logic gate network on DATASET (digits, mnist, fashion-mnist, cifar10;
     default: the --config file's dataset, else digits).
 
-    Without --config, configs/DATASET.yaml is used when it exists: `lgn-fpga train cifar10` and
-    `lgn-fpga train mnist` train networks sized for the ULX3S-85F with wiring that routes there.
+    Without --config and without architecture options (--layers, --width, --thresholds, --connections,
+    --window), configs/DATASET.yaml is used when it exists: `lgn-fpga train cifar10` and `lgn-fpga train
+    mnist` train networks sized for the ULX3S-85F with wiring that routes there.
 
     Writes a run directory with the resolved config, metrics.jsonl, checkpoint.pt (latest, for --resume)
     and best.pt (best validation accuracy of the discretized network). Validation accuracy is printed
@@ -99,18 +104,21 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     from ..train.config import load_yaml, resolve_config
     from ..train.loop import Trainer
 
-    if config_path is None and dataset and not resume:
+    cli = {k: v for k, v in overrides.items() if v is not None}
+    set_keys = _parse_set(set_pairs)
+    arch = sorted(_ARCH_KEYS & (set(cli) | set(set_keys)))
+    if config_path is None and dataset and not resume and not arch:
         from ..train.config import CONFIG_DIR
         if (CONFIG_DIR / f"{dataset}.yaml").is_file():
-            # `lgn-fpga train cifar10` with no --config: the dataset's own config, sized for a board.
+            # `lgn-fpga train cifar10` with no --config and no architecture: the dataset's own config, sized
+            # for a board.  Given an architecture, the plain defaults apply (as they always did).
             config_path = dataset
             click.echo(f"config: {CONFIG_DIR / (dataset + '.yaml')} (the default for {dataset}; "
                        f"--config to choose another)", err=True)
     ydict = load_yaml(config_path) if config_path else {}
-    cli = {k: v for k, v in overrides.items() if v is not None}
     if overrides.get("val_size") is not None and overrides["val_size"] >= 1:
         cli["val_size"] = int(overrides["val_size"])
-    cli.update(_parse_set(set_pairs))
+    cli.update(set_keys)
     if dataset:
         cli["dataset"] = dataset
     if data_dir:

@@ -92,3 +92,27 @@ def test_resume_refuses_other_options_and_tests_once(capsys, tmp_path):
         assert code == 0, err
     lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
     assert sum('"split": "test"' in l for l in lines) == 1
+
+
+def test_dataset_default_config_only_without_architecture_options(tmp_path, capsys, monkeypatch):
+    # `train mnist` alone takes configs/mnist.yaml; given an architecture, the plain defaults apply (and a
+    # window list for 4 layers cannot clash with --layers 5).
+    from lgn_fpga.cli import main as cli_main
+    import pytest as _p
+    calls = []
+    import lgn_fpga.train.loop as loop
+
+    class Stop(Exception):
+        pass
+
+    def fake_init(self, cfg, run_dir, resume=False, progress=True, log=print):
+        calls.append(cfg)
+        raise Stop
+    monkeypatch.setattr(loop.Trainer, "__init__", fake_init)
+    for argv in (["train", "mnist"], ["train", "mnist", "--layers", "5", "--width", "400"]):
+        with _p.raises(Stop):
+            cli_main(argv + ["-o", str(tmp_path / "r")])
+    assert calls[0].connections == "local" and calls[0].window == [3, 7, 13, 21] and calls[0].width == 8000
+    assert calls[1].connections == "random" and calls[1].layers == 5 and calls[1].width == 400
+    err = capsys.readouterr().err
+    assert err.count("configs/mnist.yaml (the default for mnist") == 1
