@@ -17,7 +17,7 @@ Variants (``--variants``, comma-separated; each is a set of build options on top
 ``default``      what ``lgn-fpga build`` does (flow file, the board's default stages and count tables)
 ``stages1``, ``stages2``  one / two gate layers per register stage (abc9 packs gate(gate, gate) into one LUT4)
 ``tmdriv``       timing-driven placement and routing (nextpnr's default; the flow file turns it off)
-``static``       nextpnr's electrostatic placer (``--placer static``) instead of HeAP
+``heap``         nextpnr's HeAP placer instead of the flow's electrostatic one (``--placer static``)
 ``seed2``        another placement seed (run-to-run variation)
 ``tables``, ``notables``  the popcount with / without block-RAM count tables (default: the board's,
                  ``lgn_fpga.build.flow.default_count_tables``)
@@ -58,7 +58,7 @@ VARIANTS = {
     "stages1": {"stages": 1},
     "stages2": {"stages": 2},
     "tmdriv": {"drop": ["--no-tmdriv"]},
-    "static": {"nextpnr": ["--placer", "static"]},
+    "heap": {"placer": "heap"},
     "seed2": {"nextpnr": ["--seed", "2"]},
     "tables": {"tables": True},
     "notables": {"tables": False},
@@ -72,6 +72,11 @@ def _nextpnr_opts(family: str, variant: dict) -> list:
     opts = list(flow_options(family).get("nextpnr_opts", []))
     for d in variant.get("drop", []):
         opts = [o for o in opts if o != d]
+    if "placer" in variant:
+        if "--placer" in opts:
+            i = opts.index("--placer")
+            del opts[i:i + 2]
+        opts += ["--placer", variant["placer"]]
     extra = list(variant.get("nextpnr", []))
     if "--seed" in extra and "--seed" in opts:           # replace, don't repeat
         i = opts.index("--seed")

@@ -249,7 +249,8 @@ def _wait_with_progress(proc, logs, step, t0, log, every, history, time_limit=No
     Every new progress line is appended to ``history`` as ``(step, seconds, text)``.  Past
     ``time_limit`` seconds the tool is stopped and :class:`BuildTimeout` raised.
     """
-    pos = {p: 0 for p in logs}
+    # Logs that exist already belong to earlier steps (yosys' top.rpt during place and route): read on from their end.
+    pos = {p: (p.stat().st_size if p.exists() and p.name != f"{step}.log" else 0) for p in logs}
     latest = None
     next_report = time.perf_counter() + every
     while True:
