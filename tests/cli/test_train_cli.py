@@ -112,7 +112,10 @@ def test_dataset_default_config_only_without_architecture_options(tmp_path, caps
     for argv in (["train", "mnist"], ["train", "mnist", "--layers", "5", "--width", "400"]):
         with _p.raises(Stop):
             cli_main(argv + ["-o", str(tmp_path / "r")])
-    assert calls[0].connections == "local" and calls[0].window == [3, 7, 13, 21] and calls[0].width == 8000
+    from lgn_fpga.train.config import load_yaml
+    want = load_yaml("mnist")
+    assert calls[0].connections == want["connections"] == "local"
+    assert (calls[0].window, calls[0].width) == (want["window"], want["width"])
     assert calls[1].connections == "random" and calls[1].layers == 5 and calls[1].width == 400
     err = capsys.readouterr().err
     assert err.count("configs/mnist.yaml (the default for mnist") == 1
