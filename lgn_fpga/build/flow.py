@@ -219,6 +219,8 @@ _PHASES = [  # (regular expression on a tool's log line, what the user is told)
     (re.compile(r"^\d+(?:\.\d+)*\. Executing (\w+) pass"), lambda m: f"yosys {m.group(1).lower()}"),
     (re.compile(r"Info: Creating initial analytic placement"), lambda m: "placing"),
     (re.compile(r"Info:\s+at iteration #(\d+), type ALL"), lambda m: f"placer iteration {m.group(1)}"),
+    (re.compile(r"Info: Running Static placer"), lambda m: "placing (static)"),
+    (re.compile(r"Info: iter=(\d+) steplen="), lambda m: f"static placer iteration {m.group(1)}"),
     (re.compile(r"Info: Running simulated annealing placer"), lambda m: "placer refinement"),
     (re.compile(r"Info: Running router2|Info: Routing\.\.|Info: Setting up routing queue"), lambda m: "routing"),
     (re.compile(r"iter=(\d+).*?overused=(\d+)"), lambda m: f"router2 iteration {m.group(1)}: "

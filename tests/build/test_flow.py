@@ -140,6 +140,7 @@ def test_progress_and_time_limit(net, tmp_path, capsys):
     assert progress_of(["Info:     iter=3 wires=1234 overused=5678 overuse=9 archfail=NA"]) == \
         "router2 iteration 3: 5,678 overused wires"
     assert progress_of(["nothing to see"]) is None
+    assert progress_of(["Info: iter=455 steplen=2.578535 a=229.855820 penalty=[2.36]"]) == "static placer iteration 455"
     fp = plan_build(net, load_board("icebreaker"))
     tools = _fake_tools(tmp_path)
     slow = tmp_path / "slow-nextpnr"
