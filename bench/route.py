@@ -201,6 +201,28 @@ def plot(rows, path):
     print(f"wrote {path}")
 
 
+def plot_logs(named_logs, path):
+    """Overused wires per router2 iteration from nextpnr logs (``LABEL=top.tim``), one line each."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rx = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for item in named_logs:
+        label, _, log = item.partition("=")
+        pts = [(int(m.group(1)), max(int(m.group(2)), 1)) for m in rx.finditer(Path(log).read_text(errors="replace"))]
+        if pts:
+            ax.plot(*zip(*pts), marker=".", label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("router2 iteration")
+    ax.set_ylabel("overused wires (0 drawn as 1)")
+    ax.set_title("ECP5-85F routing: overused wires per router2 iteration")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"wrote {path}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="*", type=Path, help=".lgn netlists (optimized, as `lgn-fpga export` writes)")
@@ -213,7 +235,12 @@ def main(argv=None):
     ap.add_argument("--table-only", action="store_true", help="print the table of --json without building")
     ap.add_argument("--synth-only", action="store_true", help="stop after synthesis")
     ap.add_argument("--quick", action="store_true", help="smoke test: a small random netlist, synthesis only")
+    ap.add_argument("--plot-logs", nargs="+", metavar="LABEL=LOG",
+                    help="plot overused wires per router2 iteration from nextpnr logs (top.tim) to --plot")
     a = ap.parse_args(argv)
+    if a.plot_logs:
+        plot_logs(a.plot_logs, a.plot or Path("route.png"))
+        return 0
     if a.table_only:
         rows = [json.loads(l) for l in a.json.read_text().splitlines() if l.strip()]
         print_table(rows)
