@@ -20,7 +20,7 @@ Variants (``--variants``, comma-separated; each is a set of build options on top
 ``heap``         nextpnr's HeAP placer instead of the flow's electrostatic one (``--placer static``)
 ``seed2``        another placement seed (run-to-run variation)
 ``tables``, ``notables``  the popcount with / without block-RAM count tables (default: the board's,
-                 ``lgn_fpga.build.flow.default_count_tables``)
+                 ``Board.build_options``)
 ``stages2-tables``, ``stages2-notables``  both
 
 Usage::
@@ -96,16 +96,14 @@ def run_one(model: Path, board_name: str, variant_name: str, limit: float, work:
     net = load(model)
     board = load_board(board_name)
     var = VARIANTS[variant_name]
-    from lgn_fpga.build.flow import default_stages
-    stages = var.get("stages", default_stages(board))
-    from lgn_fpga.build.flow import default_count_tables
-    tables = var.get("tables", default_count_tables(board))
+    tables = var.get("tables")                 # None: the board's default, as lgn-fpga build
+    stages, geometry = board.build_options(var.get("stages"), tables)
     fit = estimate(net, board, stages=stages, count_tables=tables)
     parts = fit.parts["classifier"]
     from lgn_fpga.netlist.stats import estimate_resources
-    core = estimate_resources(net, board.family, stages=stages, count_tables=board.count_tables(tables))["parts"]
+    core = estimate_resources(net, board.family, stages=stages, count_tables=geometry)["parts"]
     row = {"model": str(model), "gates": int(net.n_gates), "variant": variant_name, "board": board.name,
-           "stages": stages, "count_tables": tables, "limit_s": limit,
+           "stages": stages, "count_tables": geometry[0] > 0, "limit_s": limit,
            "estimate": {"lut": fit.lut, "ff": fit.ff, "gates_lut": core["gates"]["lut"],
                         "popcount_lut": core["popcount"]["lut"], "gate_ff": core["gates"]["ff"] - core["gates"]["carry_registers"],
                         "carry_ff": core["gates"]["carry_registers"], "popcount_ff": core["popcount"]["ff"],
@@ -181,46 +179,43 @@ def print_table(rows):
            "place+route", "Fmax / clock MHz"], body)
 
 
-def plot(rows, path):
+def _plot_series(series, path, xlabel, ylabel, title):
+    """A log-scale line plot of ``series`` (``(label, [(x, y), ...])``), saved to ``path``."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    for r in rows:
-        pts = [(t / 60, int(m.group(2).replace(",", ""))) for step, t, txt in r["progress"]
-               for m in [_OVERUSED.search(txt)] if m and step == "pnr"]
+    for label, pts in series:
         if pts:
-            ax.plot(*zip(*pts), marker=".", label=f"{Path(r['model']).stem} ({r['gates']:,} gates) {r['variant']}")
+            ax.plot(*zip(*pts), marker=".", label=label)
     ax.set_yscale("log")
-    ax.set_xlabel("minutes into place and route")
-    ax.set_ylabel("overused wires (router2)")
-    ax.set_title("Router progress: fewer overused wires is closer to a routed design")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"wrote {path}")
+
+
+def plot(rows, path):
+    series = [(f"{Path(r['model']).stem} ({r['gates']:,} gates) {r['variant']}",
+               [(t / 60, int(m.group(2).replace(",", ""))) for step, t, txt in r["progress"]
+                for m in [_OVERUSED.search(txt)] if m and step == "pnr"]) for r in rows]
+    _plot_series(series, path, "minutes into place and route", "overused wires (router2)",
+                 "Router progress: fewer overused wires is closer to a routed design")
 
 
 def plot_logs(named_logs, path):
     """Overused wires per router2 iteration from nextpnr logs (``LABEL=top.tim``), one line each."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     rx = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    series = []
     for item in named_logs:
         label, _, log = item.partition("=")
-        pts = [(int(m.group(1)), max(int(m.group(2)), 1)) for m in rx.finditer(Path(log).read_text(errors="replace"))]
-        if pts:
-            ax.plot(*zip(*pts), marker=".", label=label)
-    ax.set_yscale("log")
-    ax.set_xlabel("router2 iteration")
-    ax.set_ylabel("overused wires (0 drawn as 1)")
-    ax.set_title("ECP5-85F routing: overused wires per router2 iteration")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    print(f"wrote {path}")
+        text = Path(log).read_text(errors="replace")
+        series.append((label, [(int(m.group(1)), max(int(m.group(2)), 1)) for m in rx.finditer(text)]))
+    _plot_series(series, path, "router2 iteration", "overused wires (0 drawn as 1)",
+                 "ECP5-85F routing: overused wires per router2 iteration")
 
 
 def main(argv=None):

@@ -215,11 +215,7 @@ def _main(args) -> int:
     tables = (0, 12, 2)
     if args.board:
         from lgn_fpga.build.boards import load_board
-        from lgn_fpga.build.flow import default_count_tables, default_stages
-        b = load_board(args.board)
-        tables = b.count_tables(default_count_tables(b))
-        if args.stages is None:
-            args.stages = default_stages(b)
+        args.stages, tables = load_board(args.board).build_options(args.stages)
     if args.stages is None:
         args.stages = 1
     build = args.build_dir or ROOT / "build" / "sim" / (

@@ -103,6 +103,20 @@ class Board:
         """A fresh platform instance (the open-source toolchain)."""
         return self.platform_class()()
 
+    def build_options(self, stages: int | None = None, count_tables: bool | None = None) -> tuple[int, tuple]:
+        """``(stages, count-table geometry)`` a build for this board uses; ``None`` takes the board's default.
+
+        ECP5: 2 gate layers per register stage (abc9 packs two gate layers into one LUT4: 9 % fewer LUTs,
+        41 % fewer flip-flops, fewer overused wires per router iteration; Fmax stays above 25 MHz) and no
+        count tables (the RAM rows made routing much harder).  iCE40: 1 layer per stage (the measured
+        iCEBreaker builds) and count tables (fewer LUTs; the small dies route).  docs/routing.md.
+        """
+        if stages is None:
+            stages = 2 if self.family == "ecp5" else 1
+        if count_tables is None:
+            count_tables = self.family == "ice40"
+        return int(stages), self.count_tables(count_tables)
+
     def count_tables(self, use: bool = True) -> tuple:
         """``(tables, table_bits, table_ports)`` for the popcount's count tables: every block RAM, two
         4096 x 4 read ports each on ECP5 (DP16KD), one 512 x 4 read port on iCE40 (SB_RAM40_4K)."""

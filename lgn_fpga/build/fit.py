@@ -95,12 +95,8 @@ class FitEstimate:
 def estimate(net, board: Board, stages: int | None = None, count_tables: bool | None = None) -> FitEstimate:
     """Estimate what ``net`` needs on ``board`` (classifier plus board I/O), built as ``lgn-fpga build`` does."""
     from ..netlist.stats import estimate_resources
-    from .flow import default_count_tables, default_stages
-    if count_tables is None:
-        count_tables = default_count_tables(board)
-    if stages is None:
-        stages = default_stages(board)
-    core = estimate_resources(net, board.family, stages=stages, count_tables=board.count_tables(count_tables))
+    stages, tables = board.build_options(stages, count_tables)
+    core = estimate_resources(net, board.family, stages=stages, count_tables=tables)
     io = io_estimate(net, board.family)
     lut, ff, bram = (int(core[k]) + io[k] for k in ("lut", "ff", "bram"))
     # ECP5: LUTs and FFs are checked against their own budgets (a slice holds two of each).

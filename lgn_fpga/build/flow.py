@@ -32,7 +32,7 @@ from pathlib import Path
 from ..errors import LgnError
 from .boards import Board
 
-__all__ = ["BuildError", "BuildTimeout", "default_count_tables", "default_stages", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
+__all__ = ["BuildError", "BuildTimeout", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
            "flow_options", "TOOLS", "flows_dir"]
 
 # Tools per family, in the order the build runs them: (Amaranth's tool name, YoWASP command).
@@ -133,27 +133,14 @@ class FlowPlan:
         return json.loads(self.plan.files[f"{self.plan.script}.json"])["commands"]
 
 
-def default_count_tables(board: Board) -> bool:
-    """Whether a build uses the block RAMs as popcount count tables unless told: on iCE40 (fewer LUTs, and
-    the small dies route); not on ECP5, where the RAM rows made routing much harder (docs/routing.md)."""
-    return board.family == "ice40"
-
-
-def default_stages(board: Board) -> int:
-    """Gate layers per register stage unless told: 2 on ECP5 (abc9 packs two gate layers into one LUT4:
-    9 % fewer LUTs, 41 % fewer flip-flops and fewer overused wires per router iteration, docs/routing.md;
-    Fmax stays above 25 MHz), 1 on iCE40 (the measured iCEBreaker builds)."""
-    return 2 if board.family == "ecp5" else 1
-
-
 def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int | None = None,
                frame_timeout_ms: float | None = None, name: str = "top", flow_file=None,
                extra_options: dict | None = None, count_tables: bool | None = None) -> FlowPlan:
     """Elaborate ``netlist`` for ``board`` and return the build plan (no tool runs).
 
     ``count_tables``: the popcount looks runs of bits up in the board's block RAMs
-    (:meth:`Board.count_tables`) instead of adding them with full adders; default
-    :func:`default_count_tables`.
+    (:meth:`Board.count_tables`) instead of adding them with full adders.  ``stages`` and
+    ``count_tables`` default to the board's (:meth:`Board.build_options`).
 
     Raises
     ------
@@ -164,12 +151,9 @@ def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int | 
     from ..hdl.top import BoardTop
     baud = board.check_baud(board.baud if baud is None else baud)
     platform = board.make_platform()
-    if count_tables is None:
-        count_tables = default_count_tables(board)
-    if stages is None:
-        stages = default_stages(board)
+    stages, tables = board.build_options(stages, count_tables)
     design = BoardTop(netlist, baud=baud, uart=board.uart, leds=board.leds, stages=stages,
-                      count_tables=board.count_tables(count_tables),
+                      count_tables=tables,
                       frame_timeout_ms=P.DEFAULT_FRAME_TIMEOUT_MS if frame_timeout_ms is None else frame_timeout_ms)
     opts = flow_options(board.family, flow_file)
     for k, v in (extra_options or {}).items():

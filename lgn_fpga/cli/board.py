@@ -121,11 +121,6 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
     path = _find_model(model, click.echo)
     net = load(path)
     out = Path(out_dir or Path("build") / b.name)
-    from ..build.flow import default_count_tables, default_stages
-    if count_tables is None:
-        count_tables = default_count_tables(b)
-    if stages is None:
-        stages = default_stages(b)
     fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=count_tables)
     click.echo(f"{path}: {net.n_gates:,} gates, {net.depth} layers, {net.n_classes} classes; "
                f"estimate {fit.summary()} on {b.name} ({b.device})")

@@ -56,13 +56,12 @@ class Serial(SerialBase):
             if "model" not in self._opts:
                 raise SerialException("sim:// needs a model: sim://?model=PATH.lgn (lgn-fpga stream adds --model)")
             net = load(self._opts["model"])
-            tables, stages = (0, 12, 2), 1
+            stages = int(self._opts["stages"]) if "stages" in self._opts else None
+            tables = (0, 12, 2)
             if self._opts.get("board"):
                 from ..build.boards import load_board
-                from ..build.flow import default_count_tables, default_stages
-                b = load_board(self._opts["board"])
-                tables, stages = b.count_tables(default_count_tables(b)), default_stages(b)
-            stages = int(self._opts.get("stages", stages))
+                stages, tables = load_board(self._opts["board"]).build_options(stages)
+            stages = 1 if stages is None else stages
             self.board = VirtualBoard(
                 net, count_tables=tables, baud=self._baudrate, backend=self._opts.get("backend", "auto"),
                 cycles_per_bit=int(self._opts.get("cycles_per_bit", 8)), stages=stages,

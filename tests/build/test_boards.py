@@ -103,3 +103,12 @@ def test_baud_limits():
     c = load_board("colorlight-5a75b")
     with pytest.raises(BoardError, match=r"above what its USB-UART supports \(1000000\)"):
         c.check_baud(3_000_000)
+
+
+def test_build_options_are_the_boards_defaults():
+    # One place for what `lgn-fpga build` does unless told: ECP5 two layers per stage and no count tables,
+    # iCE40 one layer per stage with a count table per block RAM.
+    from lgn_fpga.build.boards import load_board
+    assert load_board("ulx3s").build_options() == (2, (0, 12, 2))
+    assert load_board("icebreaker").build_options() == (1, (30, 9, 1))
+    assert load_board("ulx3s").build_options(1, True) == (1, (416, 12, 2))
