@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lgn_fpga.data.datasets import load  # noqa: E402
 from lgn_fpga.kernels import resolve_backend  # noqa: E402
 from lgn_fpga.netlist.evaluate import available_backends, predict  # noqa: E402
-from lgn_fpga.netlist.extract import from_run  # noqa: E402
+from lgn_fpga.train.export import from_run  # noqa: E402
 from lgn_fpga.netlist.passes import optimize  # noqa: E402
 from lgn_fpga.train.checkpoint import load_checkpoint  # noqa: E402
 from lgn_fpga.train.loop import evaluate, model_from_state  # noqa: E402

@@ -4,7 +4,7 @@
 For each netlist and family, the board's synthesis step of the real build
 flow (``plan_build`` + ``run_build(stop_after="synth")``: the whole board top
 level, UART and framing included) is compared with the fit check's estimate
-(:func:`lgn_fpga.build.fit.estimate`).  With ``--parts``, the classifier core
+(:func:`lgn_fpga.fpga.fit.estimate`).  With ``--parts``, the classifier core
 alone is also synthesized with ``-noflatten`` and compared part by part with
 :func:`lgn_fpga.netlist.stats.estimate_resources` (without flattening,
 constants do not cross from the gates into the popcount, so the popcount row
@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -37,12 +36,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lgn_fpga.build.boards import load_board  # noqa: E402
-from lgn_fpga.build.fit import estimate  # noqa: E402
-from lgn_fpga.build.flow import plan_build, run_build  # noqa: E402
+from lgn_fpga.fpga.boards import load_board  # noqa: E402
+from lgn_fpga.fpga.fit import estimate  # noqa: E402
+from lgn_fpga.fpga.flow import plan_build, run_build  # noqa: E402
 from lgn_fpga.netlist import Netlist  # noqa: E402
 from lgn_fpga.netlist.passes import optimize  # noqa: E402
 from lgn_fpga.netlist.random import random_netlist  # noqa: E402

@@ -40,8 +40,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 if (ROOT.parent / "shared" / "data").is_dir():
     os.environ.setdefault("LGN_FPGA_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("LGN_FPGA_OFFLINE", "1")
@@ -87,8 +85,8 @@ def bench_generation(gates: int, layers: int):
 
 
 def bench_sims(net, n_vl: int, n_ic: int, n_am: int, sims, verilator_opts=("-O0",)):
-    from sim import verilator as V
-    from sim.icarus import have_icarus, run_cocotb
+    from lgn_fpga.sim import verilator as V
+    from lgn_fpga.sim.icarus import have_icarus, run_cocotb
     from lgn_fpga.hdl.simulate import pack_bytes, run_stream
 
     imgs, source = images_for(net, max(n_vl, n_ic, n_am))

@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,7 +42,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 if (ROOT.parent / "shared" / "data").is_dir():
     os.environ.setdefault("LGN_FPGA_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("LGN_FPGA_OFFLINE", "1")   # a benchmark never downloads: random images instead

@@ -44,12 +44,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lgn_fpga.build.boards import load_board  # noqa: E402
-from lgn_fpga.build.fit import estimate  # noqa: E402
-from lgn_fpga.build.flow import BuildError, BuildTimeout, flow_options, plan_build, run_build  # noqa: E402
+from lgn_fpga.fpga.boards import load_board  # noqa: E402
+from lgn_fpga.fpga.fit import estimate  # noqa: E402
+from lgn_fpga.fpga.flow import BuildError, BuildTimeout, flow_options, plan_build, run_build  # noqa: E402
 from lgn_fpga.netlist.format import load  # noqa: E402
 from _table import table  # noqa: E402
 

@@ -87,3 +87,24 @@ def trained_mnist_small(tmp_path_factory, real_data_dir):
         "mnist", "--thresholds", "1", "--layers", "4", "--width", "7000", "--connections", "local",
         "--set", "window=[3,5,7,9]", "--steps", "2000", "--eval-every", "1000", "--val-size", "1000",
         "--threads", "1"])
+
+
+@pytest.fixture(scope="session")
+def small_net():
+    """One small netlist for the host and virtual-board tests, so the virtual board is compiled once."""
+    import numpy as np
+
+    from lgn_fpga.netlist.random import random_netlist
+    return random_netlist(np.random.default_rng(21), shape=(1, 4, 4), thresholds=3, widths=(64, 48, 30), n_classes=5)
+
+
+@pytest.fixture(scope="session", params=["gumbel-ste", "softmax"])
+def tiny_run(request, tmp_path_factory):
+    """A trained digits run directory (3 layers x 120 gates, 40 steps), in each training mode."""
+    from lgn_fpga.train import loop
+    from lgn_fpga.train.config import resolve_config
+    cfg = resolve_config({}, dict(dataset="digits", layers=3, width=120, steps=40, eval_every=40, batch_size=64,
+                                  kernel="reference", thresholds=2, mode=request.param))
+    d = tmp_path_factory.mktemp("run") / request.param
+    loop.Trainer(cfg, d, progress=False).train()
+    return d

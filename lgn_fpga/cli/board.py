@@ -34,7 +34,7 @@ def _export_run(run: Path, log) -> Path:
     best = run / "best.pt"
     if out.is_file() and (not best.exists() or out.stat().st_mtime >= best.stat().st_mtime):
         return out
-    from ..netlist.extract import from_run
+    from ..train.export import from_run
     from ..netlist.format import save
     from ..netlist.passes import optimize
     raw = from_run(run)
@@ -78,7 +78,7 @@ def _last_build(root: Path = Path("build")):
 
 
 def _board_names():
-    from ..build.boards import list_boards
+    from ..fpga.boards import list_boards
     return ", ".join(list_boards())
 
 
@@ -111,10 +111,10 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
     others), showing each step's progress, and writes report.json and report.md
     next to the bitstream.
     """
-    from ..build.boards import load_board
-    from ..build.fit import check_fit
-    from ..build.flow import BuildError, plan_build, resolve_tools, run_build, write_plan
-    from ..build.report import collect, lut_summary, write_report
+    from ..fpga.boards import load_board
+    from ..fpga.fit import check_fit
+    from ..fpga.flow import BuildError, plan_build, resolve_tools, run_build, write_plan
+    from ..fpga.report import collect, lut_summary, write_report
     from ..netlist.format import load
 
     b = load_board(board)
@@ -156,7 +156,7 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
 @click.option("--dry-run", is_flag=True, help="Print the programmer command without running it.")
 def flash_cmd(board, bitstream, dry_run):
     """Load a bitstream onto a board (iceprog, openFPGALoader or fujprog, whichever is installed)."""
-    from ..build.boards import load_board
+    from ..fpga.boards import load_board
     from ..host.flash import flash
     b = load_board(board)
     bit = Path(bitstream) if bitstream else Path("build") / b.name / f"top{b.bitstream_suffix}"

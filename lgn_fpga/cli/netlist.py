@@ -18,7 +18,7 @@ def _is_run(path: str) -> bool:
 
 
 def _from_run(path: str):
-    from ..netlist.extract import from_run
+    from ..train.export import from_run
     return from_run(path)
 
 

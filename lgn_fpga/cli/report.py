@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..build.report import lut_summary
+from ..fpga.report import lut_summary
 from ..errors import LgnError
 
 

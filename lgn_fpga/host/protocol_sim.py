@@ -15,7 +15,7 @@ the same for hardware and simulation.  Query options::
                           host-side line faults, each applied to a write with probability P:
                           lose one byte, flip one bit, stop the write halfway, add random bytes
 
-Timeouts are in *board* time (see :mod:`lgn_fpga.host.vboard`): ``timeout=0.1``
+Timeouts are in *board* time (see :mod:`lgn_fpga.sim.vboard`): ``timeout=0.1``
 lets at most 0.1 s of the simulated board pass per read, and :meth:`Serial.board_time`
 is the clock host code should use for its own deadlines.
 """
@@ -32,7 +32,7 @@ _FAULTS = ("drop", "flip", "cut", "garbage")
 
 
 class Serial(SerialBase):
-    """A pyserial port connected to a :class:`~lgn_fpga.host.vboard.VirtualBoard`."""
+    """A pyserial port connected to a :class:`~lgn_fpga.sim.vboard.VirtualBoard`."""
 
     def __init__(self, *args, board=None, **kwargs):
         self.board = board
@@ -52,14 +52,14 @@ class Serial(SerialBase):
         self.from_url(self.port)
         if self.board is None:
             from ..netlist.format import load
-            from .vboard import VirtualBoard
+            from ..sim.vboard import VirtualBoard
             if "model" not in self._opts:
                 raise SerialException("sim:// needs a model: sim://?model=PATH.lgn (lgn-fpga stream adds --model)")
             net = load(self._opts["model"])
             stages = int(self._opts["stages"]) if "stages" in self._opts else None
             tables = (0, 12, 2)
             if self._opts.get("board"):
-                from ..build.boards import load_board
+                from ..fpga.boards import load_board
                 stages, tables = load_board(self._opts["board"]).build_options(stages)
             stages = 1 if stages is None else stages
             self.board = VirtualBoard(

@@ -200,7 +200,7 @@ class Trainer:
     def validate(self) -> dict:
         """Validation metrics: train-mode and discretized accuracy, gap, unused and constant gates."""
         from ..netlist.analysis import analyze
-        from ..netlist.extract import from_model
+        from .export import from_model
         self.model.eval()
         eval_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 7919 + self.step)
         acc_train, _ = evaluate(self.model, self.val_x, self.val_y, self.enc, self.relaxation(self.step, eval_gen),
@@ -312,7 +312,7 @@ class Trainer:
             r = self.relaxation(best["step"], gen)
         acc_train, _ = evaluate(model, tx, ty, self.enc, r, self.backend, self.cfg.eval_batch)
         from ..netlist.analysis import analyze
-        from ..netlist.extract import from_model
+        from .export import from_model
         usage = analyze(from_model(model, self.enc, self.data.classes)).summary()
         rec = {"split": "test", "step": best["step"], "test_acc_discrete": acc_disc, "test_acc_train_mode": acc_train,
                "gap": acc_train - acc_disc, **{k: usage[k] for k in ("gates", "unused_frac", "const_frac")},

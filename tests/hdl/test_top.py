@@ -38,7 +38,7 @@ def test_derived_parameters(net):
 
 @pytest.mark.sim
 def test_cocotb_bench_streams_and_survives_faults(net, tmp_path):
-    from sim.run_top import have_icarus, run_top_bench
+    from lgn_fpga.sim.run_top import have_icarus, run_top_bench
     if not have_icarus():
         pytest.skip("iverilog not installed")
     imgs = np.random.default_rng(1).integers(0, 256, (12, *net.encoding.shape), np.uint8)
@@ -51,7 +51,7 @@ def test_cocotb_bench_streams_and_survives_faults(net, tmp_path):
 def test_cocotb_bench_digits_sized(tmp_path):
     """The same bench on a digits-sized model (192 input bits, 2,100 gates): Icarus runs it at about 1,000
     cycles/s, so this takes about ten minutes."""
-    from sim.run_top import have_icarus, run_top_bench
+    from lgn_fpga.sim.run_top import have_icarus, run_top_bench
     if not have_icarus():
         pytest.skip("iverilog not installed")
     big = random_netlist(np.random.default_rng(1), shape=(1, 8, 8), thresholds=3, widths=(800, 800, 500),
@@ -63,7 +63,7 @@ def test_cocotb_bench_digits_sized(tmp_path):
 
 def test_ulx3s_rate_3_mbaud_at_25_mhz(net):
     """8.33 cycles per bit (fractional divisor) through the whole top level, in Amaranth's simulator."""
-    from lgn_fpga.host.vboard import AmaranthBackend
+    from lgn_fpga.sim.vboard import AmaranthBackend
     from lgn_fpga.netlist.evaluate import predict
     top = ClassifierTop(net, clk_hz=25e6, baud=3_000_000, frame_timeout=2000)
     be = AmaranthBackend(top)

@@ -5,7 +5,7 @@ import pytest
 from lgn_fpga import protocol as P
 from lgn_fpga.host.client import BoardClient, HostError, open_port
 from lgn_fpga.host.protocol_sim import Serial as SimSerial
-from lgn_fpga.host.vboard import VirtualBoard, have_verilator
+from lgn_fpga.sim.vboard import VirtualBoard, have_verilator
 from lgn_fpga.netlist.evaluate import predict
 from lgn_fpga.netlist.format import save
 

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from lgn_fpga.build.boards import load_board
+from lgn_fpga.fpga.boards import load_board
 from lgn_fpga.host.client import HostError
 from lgn_fpga.host.flash import find_programmer, flash
 

@@ -7,7 +7,7 @@ import pytest
 
 from lgn_fpga.cli import main
 from lgn_fpga.data.datasets import load as load_data
-from lgn_fpga.host.vboard import have_verilator
+from lgn_fpga.sim.vboard import have_verilator
 from lgn_fpga.netlist.evaluate import predict
 from lgn_fpga.netlist.format import save
 from lgn_fpga.netlist.random import random_netlist

@@ -9,7 +9,7 @@ from lgn_fpga.netlist.evaluate import encode_images, predict
 from lgn_fpga.netlist.ir import Layer, Netlist
 from lgn_fpga.netlist.random import random_netlist
 
-from sim.icarus import have_icarus, run_cocotb
+from lgn_fpga.sim.icarus import have_icarus, run_cocotb
 
 pytestmark = [pytest.mark.sim,
               pytest.mark.skipif(not have_icarus(), reason="iverilog not installed (make test installs it as root)")]

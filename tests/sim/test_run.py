@@ -1,5 +1,5 @@
 # amaranth: UnusedElaboratable=no
-"""The ``python -m sim`` runner (the ``make sim`` entry point)."""
+"""The ``python -m lgn_fpga.sim`` runner (the ``make sim`` entry point)."""
 import re
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 
 from lgn_fpga.netlist.random import random_netlist
 
-from sim.run import agreement_line, main, pick_dataset
+from lgn_fpga.sim.run import agreement_line, main, pick_dataset
 
 
 def test_agreement_line():
@@ -45,7 +45,7 @@ def test_runner_on_a_saved_model_through_amaranth(tmp_path, capsys):
 @pytest.mark.sim
 def test_runner_with_a_boards_count_tables_through_verilator(tmp_path, capsys):
     # --board: the classifier as that board's build makes it (block-RAM count tables in the popcount).
-    from lgn_fpga.host.vboard import have_verilator
+    from lgn_fpga.sim.vboard import have_verilator
     if not have_verilator():
         pytest.skip("verilator not installed")
     net = random_netlist(np.random.default_rng(4), shape=(1, 8, 8), thresholds=3, widths=(300, 200), n_classes=10,

@@ -7,9 +7,9 @@ from lgn_fpga.hdl.export import export_core
 from lgn_fpga.netlist.evaluate import predict
 from lgn_fpga.netlist.random import random_netlist
 
-from sim import verilator as V
-from sim.icarus import have_icarus
-from sim.run import main as sim_main
+from lgn_fpga.sim import verilator as V
+from lgn_fpga.sim.icarus import have_icarus
+from lgn_fpga.sim.run import main as sim_main
 
 needs_verilator = pytest.mark.skipif(V.verilator_path() is None, reason="verilator not installed")
 

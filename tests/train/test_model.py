@@ -130,7 +130,7 @@ def test_discretized_model_equals_netlist_evaluator(connections):
     """Invariant: the discretized torch model == the netlist evaluator, score for score."""
     from lgn_fpga.data.encoding import ThermometerEncoding
     from lgn_fpga.netlist.evaluate import scores
-    from lgn_fpga.netlist.extract import from_model
+    from lgn_fpga.train.export import from_model
     enc = ThermometerEncoding.make((1, 6, 6), 3)
     net = LogicNet(enc.n_bits, [120, 90, 60], 6, tau=3.0, seed=4, connections=connections, grid=(6, 6), window=3)
     imgs = np.random.default_rng(0).integers(0, 256, (200, 1, 6, 6), dtype=np.uint8)

@@ -79,7 +79,7 @@ def test_netlist_lists_class_outputs_in_z_order():
     # The bridge reorders each class's outputs along a Z curve (the popcount adds neighbours first);
     # each class still counts exactly its own block of the last layer.
     from lgn_fpga.data.encoding import ThermometerEncoding
-    from lgn_fpga.netlist.extract import from_model
+    from lgn_fpga.train.export import from_model
     from lgn_fpga.train.wiring import z_order
     enc = ThermometerEncoding.make((1, 8, 8), 1)
     net = LogicNet(64, [64, 128], 2, connections="local", grid=(8, 8), window=3, seed=0)

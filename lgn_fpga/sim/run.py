@@ -1,8 +1,8 @@
-"""``python -m sim MODEL``: the hardware classifies a data set exactly as the software does.
+"""``python -m lgn_fpga.sim MODEL``: the hardware classifies a data set exactly as the software does.
 
 ::
 
-    python -m sim model.lgn [--dataset digits] [--split test] [--limit N]
+    python -m lgn_fpga.sim model.lgn [--dataset digits] [--split test] [--limit N]
                             [--sim verilator --sim icarus --sim amaranth] [--stages K]
 
 MODEL is a ``.lgn`` netlist, or ``random:GATES`` for a random netlist shaped
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]   # the checkout, when run from one (its ../shared/data)
 SIMS = ("verilator", "icarus", "amaranth")
 _SHAPE_TO_DATASET = {(1, 8, 8): "digits", (1, 28, 28): "mnist", (3, 32, 32): "cifar10"}
 
@@ -163,7 +163,7 @@ def simulate(sim: str, net, images: np.ndarray, expected: np.ndarray, build: Pat
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sim", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m lgn_fpga.sim", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help=".lgn netlist, or random:GATES[:LAYERS]")
     p.add_argument("--dataset", help="digits, mnist, fashion-mnist, cifar10 (default: from the netlist)")
@@ -214,11 +214,11 @@ def _main(args) -> int:
           f"software predictions in {time.perf_counter() - t0:.1f} s")
     tables = (0, 12, 2)
     if args.board:
-        from lgn_fpga.build.boards import load_board
+        from lgn_fpga.fpga.boards import load_board
         args.stages, tables = load_board(args.board).build_options(args.stages)
     if args.stages is None:
         args.stages = 1
-    build = args.build_dir or ROOT / "build" / "sim" / (
+    build = args.build_dir or Path("build") / "sim" / (
         f"{net.content_hash()[:12]}-s{args.stages}-p{args.popcount_levels or 2 * args.stages}"
         + (f"-t{tables[0]}x{tables[1]}" if tables[0] else ""))
     t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """cocotb bench of the exported classifier (Verilog from ``lgn-fpga hdl``).
 
-Run through :func:`sim.icarus.run_cocotb` (``cocotb_tools.runner``), never by
+Run through :func:`lgn_fpga.sim.icarus.run_cocotb` (``cocotb_tools.runner``), never by
 hand: the runner passes the job in environment variables:
 
 ``LGN_SIM_JOB``

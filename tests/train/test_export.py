@@ -23,7 +23,7 @@ def torch_counts(run, images):
 
 def test_torch_raw_and_optimized_agree(tiny_run, tmp_path, monkeypatch):
     from lgn_fpga.data.datasets import load
-    from lgn_fpga.netlist.extract import from_run
+    from lgn_fpga.train.export import from_run
     d = load("digits")
     images = np.concatenate([d.train.images, d.val.images, d.test.images])   # all 1797 images
     t_scores, t_pred = torch_counts(tiny_run, images)

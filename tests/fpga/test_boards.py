@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lgn_fpga.build.boards import BoardError, list_boards, load_board
+from lgn_fpga.fpga.boards import BoardError, list_boards, load_board
 from lgn_fpga.hdl.top import BoardTop
 from lgn_fpga.netlist.random import random_netlist
 
@@ -108,7 +108,7 @@ def test_baud_limits():
 def test_build_options_are_the_boards_defaults():
     # One place for what `lgn-fpga build` does unless told: ECP5 two layers per stage and no count tables,
     # iCE40 one layer per stage with a count table per block RAM.
-    from lgn_fpga.build.boards import load_board
+    from lgn_fpga.fpga.boards import load_board
     assert load_board("ulx3s").build_options() == (2, (0, 12, 2))
     assert load_board("icebreaker").build_options() == (1, (30, 9, 1))
     assert load_board("ulx3s").build_options(1, True) == (1, (416, 12, 2))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..data.encoding import ThermometerEncoding
-from .ir import Netlist
+from ..netlist.ir import Netlist
 
 __all__ = ["from_model", "from_run"]
 
@@ -16,7 +16,7 @@ def from_model(model, encoding: ThermometerEncoding, class_names=None, meta=None
     if getattr(model, "last_sites", None) is not None:
         # Local wiring: list each class's outputs along a Z-order curve of their sites, so the popcount adds
         # neighbours first (the sum, and so every score, is the same in any order).
-        from ..train.wiring import z_order
+        from .wiring import z_order
         g = len(model.last_sites) // model.group.k
         for k, o in enumerate(net.outputs):
             o[:] = o[z_order(model.last_sites[k * g:(k + 1) * g], model.grid)]
@@ -26,8 +26,8 @@ def from_model(model, encoding: ThermometerEncoding, class_names=None, meta=None
 
 def from_run(path, prefer: str = "best.pt") -> Netlist:
     """Netlist of a run directory (its ``best.pt`` by default) or a checkpoint file."""
-    from ..train.checkpoint import load_checkpoint
-    from ..train.loop import model_from_state
+    from .checkpoint import load_checkpoint
+    from .loop import model_from_state
     state = load_checkpoint(path, prefer)
     model, enc = model_from_state(state)
     meta = {"source": state["path"], "step": state["step"], "dataset": state["config"].get("dataset"),

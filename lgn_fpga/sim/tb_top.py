@@ -1,6 +1,6 @@
 """cocotb bench of the full top level (:class:`lgn_fpga.hdl.top.ClassifierTop`) through its UART pins.
 
-Run through :func:`sim.run_top.run_top_bench`, never by hand: the runner
+Run through :func:`lgn_fpga.sim.run_top.run_top_bench`, never by hand: the runner
 writes a JSON job and names it in ``LGN_TOP_JOB``:
 
 ``images``          uint8 images, one list of ``image_bytes`` per image

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from lgn_fpga.build.boards import load_board
-from lgn_fpga.build.fit import FitError, check_fit, estimate, frame_buffer_bits
+from lgn_fpga.fpga.boards import load_board
+from lgn_fpga.fpga.fit import FitError, check_fit, estimate, frame_buffer_bits
 from lgn_fpga.data.encoding import ThermometerEncoding
 from lgn_fpga.netlist.ir import Layer, Netlist
 from lgn_fpga.netlist.random import random_netlist

@@ -1,9 +1,8 @@
-"""Run the cocotb bench (:mod:`sim.tb_classifier`) on exported Verilog with Icarus, via ``cocotb_tools.runner``."""
+"""Run the cocotb bench (:mod:`lgn_fpga.sim.tb_classifier`) on exported Verilog with Icarus, via ``cocotb_tools.runner``."""
 from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,6 @@ import numpy as np
 
 from .verilator import SimError
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def have_icarus() -> bool:
@@ -56,8 +54,6 @@ def run_cocotb(verilog: Path, top: str, payloads: np.ndarray, expected: np.ndarr
     job = build_dir / "job.json"
     job.write_text(json.dumps({"vectors": str(vec), "expected": str(exp), "latency": int(latency),
                                "out": str(out), "stall_images": int(stall_images), "seed": int(seed)}))
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))     # the runner hands sys.path to the simulator as PYTHONPATH
     runner = get_runner(simulator)
     runner.build(sources=[Path(verilog).resolve()], hdl_toplevel=top, build_dir=build_dir,
                  timescale=("1ns", "1ps"), always=True, log_file=build_dir / "build.log")
@@ -66,7 +62,7 @@ def run_cocotb(verilog: Path, top: str, payloads: np.ndarray, expected: np.ndarr
     if xml.exists():
         xml.unlink()
     try:
-        runner.test(test_module="sim.tb_classifier", hdl_toplevel=top, build_dir=build_dir,
+        runner.test(test_module="lgn_fpga.sim.tb_classifier", hdl_toplevel=top, build_dir=build_dir,
                     test_dir=build_dir, testcase=testcase, extra_env={"LGN_SIM_JOB": str(job)},
                     results_xml=str(xml), log_file=build_dir / "cocotb.log")
     except SystemExit:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from lgn_fpga import protocol as P
-from lgn_fpga.host.vboard import LineDriver, LineMonitor, VirtualBoard, have_verilator
+from lgn_fpga.sim.vboard import LineDriver, LineMonitor, VirtualBoard, have_verilator
 from lgn_fpga.netlist.evaluate import predict
 
 needs_verilator = pytest.mark.skipif(not have_verilator(), reason="verilator not installed")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 
 from .boards import Board
 from .flow import BuildError
@@ -103,7 +102,7 @@ def estimate(net, board: Board, stages: int | None = None, count_tables: bool | 
     cells = int(core["cells"]) + io["lut"] + io["unpaired_ff"] if board.family == "ice40" else lut
     parts = {"classifier": {k: int(core[k]) for k in ("lut", "ff", "cells")}, "io": io}
     return FitEstimate(board.name, board.device, board.family, lut, ff, bram, cells, dict(board.budget), parts,
-                       "lgn_fpga.netlist.stats.estimate_resources + lgn_fpga.build.fit.io_estimate")
+                       "lgn_fpga.netlist.stats.estimate_resources + lgn_fpga.fpga.fit.io_estimate")
 
 
 def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True,

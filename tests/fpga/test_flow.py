@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lgn_fpga.build.boards import load_board
-from lgn_fpga.build.flow import BuildError, ToolError, flow_options, plan_build, resolve_tools, run_build
-from lgn_fpga.build.report import collect, to_markdown, write_report
+from lgn_fpga.fpga.boards import load_board
+from lgn_fpga.fpga.flow import BuildError, ToolError, flow_options, plan_build, resolve_tools, run_build
+from lgn_fpga.fpga.report import collect, to_markdown, write_report
 from lgn_fpga.netlist.random import random_netlist
 
 
@@ -135,7 +135,7 @@ def test_runner_names_the_failing_step(net, tmp_path):
 def test_progress_and_time_limit(net, tmp_path, capsys):
     # A slow place and route: progress lines come from the tool's own log while it runs; past the time
     # limit the tool is stopped with BuildTimeout, which carries what the run showed.
-    from lgn_fpga.build.flow import BuildTimeout, progress_of
+    from lgn_fpga.fpga.flow import BuildTimeout, progress_of
     assert progress_of(["2.45. Executing ABC9 pass."]) == "yosys abc9"
     assert progress_of(["Info:     iter=3 wires=1234 overused=5678 overuse=9 archfail=NA"]) == \
         "router2 iteration 3: 5,678 overused wires"

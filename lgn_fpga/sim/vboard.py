@@ -189,7 +189,7 @@ _HARNESS = r"""
 //                                        run until `want` bytes came out of tx or max_cycles passed;
 //                                        answer u32 n, n bytes, u64 total cycles
 //                                    'Q'                  quit
-// The line models are those of lgn_fpga/host/vboard.py (LineDriver, LineMonitor), line for line.
+// The line models are those of lgn_fpga/sim/vboard.py (LineDriver, LineMonitor), line for line.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

@@ -1,6 +1,6 @@
-"""Run the top-level cocotb bench (:mod:`sim.tb_top`) with Icarus, via ``cocotb_tools.runner``.
+"""Run the top-level cocotb bench (:mod:`lgn_fpga.sim.tb_top`) with Icarus, via ``cocotb_tools.runner``.
 
-``python -m sim.run_top [MODEL.lgn] [--images N] [--dataset D]`` runs it on a
+``python -m lgn_fpga.sim.run_top [MODEL.lgn] [--images N] [--dataset D]`` runs it on a
 model (default: a small random netlist on random images); the tests call
 :func:`run_top_bench`.  (Debian's Verilator 5.006 is too old for cocotb, so
 the bench uses Icarus.)
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 
 # Fast benches: 8 cycles per UART bit (the receiver samples mid-bit), a frame timeout of 48 bit times.
 CYCLES_PER_BIT = 8
@@ -48,7 +47,7 @@ def run_top_bench(net, images, build_dir, *, testcase=None, cycles_per_bit: int 
                   timeout_bits: int = TIMEOUT_BITS, n_leds: int = 4, stages: int = 1) -> TopBenchRun:
     """Build the top level of ``net`` into ``build_dir`` and run the cocotb tests on ``images``.
 
-    Raises :class:`sim.verilator.SimError` when Icarus is missing or produced no results;
+    Raises :class:`lgn_fpga.sim.verilator.SimError` when Icarus is missing or produced no results;
     failing tests are counted in ``failed``.
     """
     from cocotb_tools.check_results import get_results
@@ -71,13 +70,11 @@ def run_top_bench(net, images, build_dir, *, testcase=None, cycles_per_bit: int 
         "images": images.tolist(), "expected": predict(net, images.reshape(len(images), *net.encoding.shape)).tolist(),
         "cycles_per_bit": cycles_per_bit, "frame_timeout": top.timeout, "n_leds": n_leds,
         "info": top.info.encode().hex(), "latency": top.latency}))
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))     # the runner hands sys.path to the simulator as PYTHONPATH
     runner = get_runner("icarus")
     runner.build(sources=[vfile], hdl_toplevel="top", build_dir=build_dir, timescale=("1ns", "1ps"), always=True,
                  log_file=build_dir / "build.log")
     t0 = time.perf_counter()
-    xml = runner.test(test_module="sim.tb_top", hdl_toplevel="top", build_dir=build_dir, test_dir=build_dir,
+    xml = runner.test(test_module="lgn_fpga.sim.tb_top", hdl_toplevel="top", build_dir=build_dir, test_dir=build_dir,
                       testcase=testcase, extra_env={"LGN_TOP_JOB": str(job)},
                       results_xml=str(build_dir / "results.xml"), log_file=build_dir / "cocotb.log")
     secs = time.perf_counter() - t0
@@ -89,7 +86,7 @@ def run_top_bench(net, images, build_dir, *, testcase=None, cycles_per_bit: int 
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m sim.run_top", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m lgn_fpga.sim.run_top", description=__doc__.splitlines()[0])
     ap.add_argument("model", nargs="?", help=".lgn netlist (default: a small random one)")
     ap.add_argument("--dataset", help="stream this dataset's test images (default: random images)")
     ap.add_argument("--images", type=int, default=16)

@@ -1,7 +1,0 @@
-"""The ``sim`` package lives at the repository root, outside ``lgn_fpga``: make it importable."""
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
