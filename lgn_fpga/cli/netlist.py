@@ -36,7 +36,8 @@ def _load_model(path: str, optimize: bool = True):
 
 def _pass_table(steps, stages: int) -> str:
     from ..netlist.analysis import analyze
-    from ..netlist.stats import estimate_resources, register_counts
+    from ..hdl.plan import register_counts
+    from ..netlist.stats import estimate_resources
     head = (f"{'step':<24} {'gates':>8} {'removed':>8} {'unused':>7} {'carry regs':>10} {'FF':>8} "
             f"{'iCE40 LUT4':>10} {'ECP5 LUT4':>10}")
     lines = [head, "-" * len(head)]

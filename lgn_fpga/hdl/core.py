@@ -18,7 +18,8 @@ from amaranth.lib.wiring import In, Out
 from ..netlist.ir import Netlist
 from .argmax import ArgMax, class_width
 from .binarizer import Binarizer
-from .pipeline import GatePipeline, check_stages
+from .pipeline import GatePipeline
+from .plan import check_stages
 from .popcount import PopCount
 from ._stage import owned
 

@@ -36,9 +36,10 @@ from amaranth.lib.wiring import In, Out
 from ..gates import CONST_GATES, GATES, NUM_GATES, USES_A, USES_B
 from ..netlist.analysis import structural_live
 from ..netlist.ir import Netlist
+from .plan import check_stages, stage_of
 from ._stage import Bits, cat_bits, chunks, drive_chunked, stage_control
 
-__all__ = ["GatePipeline", "gate_value", "check_stages"]
+__all__ = ["GatePipeline", "gate_value"]
 
 _EXPR_OK = re.compile(r"^[ab&|^~() ]+$")
 
@@ -62,12 +63,6 @@ def gate_value(op: int, a: Value | None, b: Value | None, width: int) -> Value:
     # ~ on an unsigned Value inverts exactly `width` bits, so the expression is
     # width-exact without masking.
     return eval(g.expr, {"__builtins__": {}}, {"a": a, "b": b})  # noqa: S307 (checked above)
-
-
-def check_stages(stages) -> int:
-    if not isinstance(stages, (int, np.integer)) or isinstance(stages, bool) or stages < 1:
-        raise ValueError(f"stages must be a positive integer (layers per register stage), not {stages!r}")
-    return int(stages)
 
 
 class GatePipeline(wiring.Component):
@@ -107,7 +102,7 @@ class GatePipeline(wiring.Component):
         netlist.validate()
         self.netlist = netlist
         self.stages = check_stages(stages)
-        self.latency = -(-netlist.depth // self.stages)
+        self.latency = stage_of(netlist.depth, self.stages)
         sizes = [len(o) for o in netlist.outputs]
         self.group_offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.register_bits = None  # known after elaboration

@@ -26,7 +26,7 @@ is worth:
     of :mod:`lgn_fpga.netlist.analysis` (the one training reports).
 :func:`relevel`
     Moves gates between layers (within their ASAP/ALAP range) when that lowers
-    the pipeline register count of :func:`lgn_fpga.netlist.stats.register_counts`.
+    the pipeline register count of :func:`lgn_fpga.hdl.plan.register_counts`.
 :func:`insert_carries`
     Lowering for hardware, not an optimization: makes every carry register an
     explicit pass-through gate, so that each stage reads only the one before.
@@ -290,14 +290,14 @@ def _levels(net: Netlist):
 def relevel(net: Netlist, stages: int = 1, max_sweeps: int = 4) -> Netlist:
     """Move gates between layers, within their ASAP/ALAP range, where that saves pipeline registers.
 
-    The cost is :func:`lgn_fpga.netlist.stats.register_counts` with a register
+    The cost is :func:`lgn_fpga.hdl.plan.register_counts` with a register
     stage after every ``stages`` layers; the depth stays the same.  Greedy:
     each sweep visits every gate once and moves it to the level of least cost
     given the others; it stops when a sweep moves nothing.  Returns the input
     unchanged unless the count went down.
     """
-    from .stats import _check_stages, register_counts
-    k = _check_stages(stages)
+    from ..hdl.plan import check_stages, register_counts
+    k = check_stages(stages)
     n_in, D = net.n_inputs, net.depth
     if D < 2 or k >= D:
         return net
@@ -371,19 +371,19 @@ def insert_carries(net: Netlist, stages: int = 1) -> Netlist:
     gate in the last layer of each stage in between; readers then take the
     copy from the stage just before theirs, and class outputs come from the
     last stage.  The number of gates added equals
-    ``stats.register_counts(net, stages)["carry"]``; afterwards that count is 0.
+    ``plan.register_counts(net, stages)["carry"]``; afterwards that count is 0.
     Not part of :func:`optimize` (:func:`fold_wires` would undo it): a lowering
     step for hardware generators that want every stage to read only the one
     before.
     """
-    from .stats import _check_stages, _stage_of
-    stages = _check_stages(stages)
+    from ..hdl.plan import check_stages, stage_of
+    stages = check_stages(stages)
     n_in, D = net.n_inputs, net.depth
     if D == 0:
         return net.copy()
     ops, a, b, lay = _flat(net)
     lvl = _levels(net)
-    last_stage = _stage_of(D, stages)
+    last_stage = stage_of(D, stages)
     # the layer a copy made in stage t lives in: the last layer of stage t
     copy_layer = lambda t: min(t * stages, D) - 1
     # Only what the hardware builds is carried: reads by live gates, of signals that are not constants.
@@ -398,7 +398,7 @@ def insert_carries(net: Netlist, stages: int = 1) -> Netlist:
     def at(s, t):
         """Id of signal s as seen at the end of stage t (a copy when s is from an earlier stage)."""
         nonlocal next_id
-        if const[s] or _stage_of(int(lvl[s]), stages) >= t:
+        if const[s] or stage_of(int(lvl[s]), stages) >= t:
             return s
         key = (s, t)
         if key not in copies:
@@ -410,7 +410,7 @@ def insert_carries(net: Netlist, stages: int = 1) -> Netlist:
 
     a2, b2 = a.copy(), b.copy()
     for j in range(len(ops)):
-        t = _stage_of(int(lvl[n_in + j]), stages)
+        t = stage_of(int(lvl[n_in + j]), stages)
         if ua[j]:
             a2[j] = at(int(a[j]), t - 1)
         if ub[j]:

@@ -32,73 +32,17 @@ from collections import Counter
 import numpy as np
 
 from ..gates import CONST_GATES, GATES, PASS_A, PASS_B, USES_A, USES_B
-from ..hdl.plan import allocate_tables, fa_levels, score_width, start_heap  # plain Python: no Amaranth
+from ..hdl.plan import (allocate_tables, check_stages, fa_levels, register_counts, register_spans,  # no Amaranth
+                        score_width, start_heap)
 from .analysis import analyze, structural_live
 from .ir import Netlist
 
-__all__ = ["FAMILIES", "register_counts", "estimate_resources", "summarize", "format_summary",
+__all__ = ["FAMILIES", "estimate_resources", "summarize", "format_summary",
            "structural_live", "comparator_luts"]
 
 FAMILIES = ("ice40", "ecp5")
 _IS_CONST = np.array([i in CONST_GATES for i in range(16)])
 _IS_PASS = np.array([i in (PASS_A, PASS_B) for i in range(16)])
-
-
-def _check_stages(stages) -> int:
-    if not isinstance(stages, (int, np.integer)) or isinstance(stages, bool) or stages < 1:
-        raise ValueError(f"stages must be a positive integer (layers per register stage), not {stages!r}")
-    return int(stages)
-
-
-def _stage_of(level, stages: int):
-    """Pipeline stage of a level (0: input bits; ``l + 1``: gate layer ``l``): ``ceil(level / stages)``."""
-    return -(-level // stages)
-
-
-def _register_spans(net: Netlist, stages: int):
-    """Registers each signal needs and whether it is a gate: ``(regs, is_gate)``, arrays over signals."""
-    k = _check_stages(stages)
-    live = structural_live(net)
-    n_groups = _stage_of(net.depth, k)
-    group = np.zeros(net.n_signals, np.int64)           # input bits are available to group 0
-    last = np.full(net.n_signals, -1, np.int64)         # group of the last reader
-    for o in net.outputs:
-        last[o] = n_groups                               # read after the last register stage
-    off = net.layer_offsets()
-    const = np.zeros(net.n_signals, bool)
-    for i, l in enumerate(net.layers):
-        grp = i // k
-        group[off[i]:off[i + 1]] = grp
-        const[off[i]:off[i + 1]] = _IS_CONST[l.ops]
-        g = live[off[i]:off[i + 1]]
-        ua, ub = g & USES_A[l.ops], g & USES_B[l.ops]
-        np.maximum.at(last, l.a[ua], grp)
-        np.maximum.at(last, l.b[ub], grp)
-    regs = np.where(live & ~const, np.maximum(last - group, 0), 0)
-    is_gate = np.arange(net.n_signals) >= net.n_inputs
-    return regs, is_gate
-
-
-def register_counts(net: Netlist, stages: int = 1) -> dict:
-    """Flip-flops of the gate pipeline with a register stage after every ``stages`` layers.
-
-    A signal produced in stage group ``g`` (input bits: group 0, fed
-    combinationally) and last read in group ``L`` (class outputs: after the
-    last group) sits in a register at each of the ``L - g`` boundaries in
-    between.  For a gate the first is its ordinary stage register; every other
-    one, and every register of an input bit, is a *carry* register: the price
-    of a bit that skips layers.  Constant gates are never registered.  This is
-    ``lgn_fpga.hdl.pipeline.GatePipeline``'s ``register_bits``.
-
-    Returns
-    -------
-    dict
-        ``groups`` (register stages), ``registers`` (all data-path FF),
-        ``carry`` (of which carries).
-    """
-    regs, is_gate = _register_spans(net, stages)
-    carry = int((regs - ((regs > 0) & is_gate)).sum())
-    return {"groups": int(_stage_of(net.depth, stages)), "registers": int(regs.sum()), "carry": carry}
 
 
 # -- resource model ------------------------------------------------------------------------
@@ -177,7 +121,7 @@ def _gate_luts(net: Netlist, k: int, live: np.ndarray) -> int:
     if k == 1 or not logic.any():
         return int(logic.sum())
     n_in = net.n_inputs
-    regs, _ = _register_spans(net, k)
+    regs, _ = register_spans(net, k)
     a = np.concatenate([l.a for l in net.layers])
     b = np.concatenate([l.b for l in net.layers])
     ua, ub = USES_A[ops] & live[n_in:], USES_B[ops] & live[n_in:]
@@ -243,7 +187,7 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
     """
     if family not in FAMILIES:
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
-    k = _check_stages(stages)
+    k = check_stages(stages)
     live = structural_live(net)
     # binarizer: one comparator per live input bit
     _, th = net.encoding.bit_sources()
@@ -255,7 +199,7 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
     gates = {"lut": gate_lut, "ff": regs["registers"], "unpaired_ff": regs["carry"],
              "latency": regs["groups"], "carry_registers": regs["carry"]}
     # the popcount registers every 2 x stages full-adder levels unless told otherwise, as ClassifierCore does
-    kp = 2 * k if popcount_levels is None else _check_stages(popcount_levels)
+    kp = 2 * k if popcount_levels is None else check_stages(popcount_levels)
     pc = _popcount([len(o) for o in net.outputs], net.bias.tolist(), kp, *count_tables)
     am = _argmax(net.n_classes, pc["score_width"], k)
     if family == "ecp5" and k > 1:
@@ -280,7 +224,7 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
 
 def summarize(net: Netlist, stages: int = 1) -> dict:
     """Everything ``lgn-fpga stats`` prints, as a JSON-friendly dict."""
-    k = _check_stages(stages)
+    k = check_stages(stages)
     an = analyze(net)
     ops = np.concatenate([l.ops for l in net.layers]) if net.layers else np.zeros(0, np.uint8)
     by_op = Counter(GATES[int(o)].name for o in ops.tolist())

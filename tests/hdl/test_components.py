@@ -213,9 +213,9 @@ def test_argmax_arguments():
 
 @pytest.mark.parametrize("stages", [1, 2, 3])
 def test_gate_pipeline_registers_match_the_netlist_estimate(stages):
-    """The flip-flops built equal what ``lgn-fpga stats`` predicts (lgn_fpga.netlist.stats.register_counts)."""
+    """The flip-flops built equal what ``lgn-fpga stats`` predicts (lgn_fpga.hdl.plan.register_counts)."""
     from lgn_fpga.hdl.export import to_rtlil
-    from lgn_fpga.netlist.stats import register_counts
+    from lgn_fpga.hdl.plan import register_counts
     for seed in range(3):
         net = random_netlist(np.random.default_rng(seed), widths=(40, 30, 30, 20), n_classes=4, skip_prob=0.4)
         dut = GatePipeline(net, stages)

@@ -9,7 +9,7 @@ from lgn_fpga.netlist import passes as P
 from lgn_fpga.netlist.analysis import analyze
 from lgn_fpga.netlist.evaluate import scores
 from lgn_fpga.netlist.random import random_bits, random_netlists
-from lgn_fpga.netlist.stats import register_counts
+from lgn_fpga.hdl.plan import register_counts
 
 G = {g.name: g.id for g in GATES}
 ENC = ThermometerEncoding.make((1, 2, 2), 1)     # 4 input bits: signals 0..3
