@@ -15,14 +15,14 @@ import sys
 import torch
 
 
-from lgn_fpga.data.datasets import load  # noqa: E402
-from lgn_fpga.kernels import resolve_backend  # noqa: E402
-from lgn_fpga.netlist.evaluate import available_backends, predict  # noqa: E402
-from lgn_fpga.train.export import from_run  # noqa: E402
-from lgn_fpga.netlist.passes import optimize  # noqa: E402
-from lgn_fpga.train.checkpoint import load_checkpoint  # noqa: E402
-from lgn_fpga.train.loop import evaluate, model_from_state  # noqa: E402
-from lgn_fpga.train.model import Relaxation  # noqa: E402
+from lgn_fpga.data.datasets import load
+from lgn_fpga.kernels import resolve_backend
+from lgn_fpga.netlist.evaluate import available_backends, predict
+from lgn_fpga.train.export import from_run
+from lgn_fpga.netlist.passes import optimize
+from lgn_fpga.train.checkpoint import load_checkpoint
+from lgn_fpga.train.loop import evaluate, model_from_state
+from lgn_fpga.train.model import Relaxation
 
 
 def main(argv=None) -> int:

@@ -37,14 +37,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from lgn_fpga.fpga.boards import load_board  # noqa: E402
-from lgn_fpga.fpga.fit import estimate  # noqa: E402
-from lgn_fpga.fpga.flow import plan_build, run_build  # noqa: E402
-from lgn_fpga.netlist import Netlist  # noqa: E402
-from lgn_fpga.netlist.passes import optimize  # noqa: E402
-from lgn_fpga.netlist.random import random_netlist  # noqa: E402
-from lgn_fpga.netlist.stats import estimate_resources  # noqa: E402
-from _table import table  # noqa: E402
+from lgn_fpga.fpga.boards import load_board
+from lgn_fpga.fpga.fit import estimate
+from lgn_fpga.fpga.flow import plan_build, run_build
+from lgn_fpga.netlist.format import load as load_netlist
+from lgn_fpga.netlist.passes import optimize
+from lgn_fpga.netlist.random import random_netlist
+from lgn_fpga.netlist.stats import estimate_resources
+from _table import table
 
 BOARDS = {"ecp5": "ulx3s", "ice40": "icebreaker"}
 NETS = {
@@ -57,7 +57,7 @@ NETS = {
 
 def load_net(spec: str):
     if spec.endswith(".lgn"):
-        return Netlist.load(spec)
+        return load_netlist(spec)
     base, opt = (spec[:-4], True) if spec.endswith("-opt") else (spec, False)
     if base not in NETS:
         raise SystemExit(f"unknown netlist {spec!r}: use {', '.join(NETS)}, NAME-opt or a .lgn path")

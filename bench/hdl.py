@@ -44,11 +44,11 @@ if (ROOT.parent / "shared" / "data").is_dir():
     os.environ.setdefault("LGN_FPGA_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("LGN_FPGA_OFFLINE", "1")
 
-from lgn_fpga.hdl.core import ClassifierCore, ImageClassifier  # noqa: E402
-from lgn_fpga.hdl.export import export_core, rtlil_to_verilog, to_rtlil, yosys_command  # noqa: E402
-from lgn_fpga.netlist.evaluate import predict  # noqa: E402
-from lgn_fpga.netlist.random import random_netlist  # noqa: E402
-from _table import table  # noqa: E402
+from lgn_fpga.hdl.core import ClassifierCore, ImageClassifier
+from lgn_fpga.hdl.export import export_core, rtlil_to_verilog, to_rtlil, yosys_command
+from lgn_fpga.netlist.evaluate import predict
+from lgn_fpga.netlist.random import random_netlist
+from _table import table
 
 
 def mnist_netlist(gates: int, layers: int, seed: int = 0):

@@ -46,12 +46,12 @@ if (ROOT.parent / "shared" / "data").is_dir():
     os.environ.setdefault("LGN_FPGA_DATA", str(ROOT.parent / "shared" / "data"))
 os.environ.setdefault("LGN_FPGA_OFFLINE", "1")   # a benchmark never downloads: random images instead
 
-from lgn_fpga.data.encoding import ThermometerEncoding  # noqa: E402
-from lgn_fpga.netlist import Netlist, cbackend  # noqa: E402
-from lgn_fpga.netlist.analysis import structural_live  # noqa: E402
-from lgn_fpga.netlist import evaluate as ev  # noqa: E402
-from lgn_fpga.netlist.format import load, save  # noqa: E402
-from lgn_fpga.netlist.passes import optimize  # noqa: E402
+from lgn_fpga.data.encoding import ThermometerEncoding
+from lgn_fpga.netlist import Netlist, cbackend
+from lgn_fpga.netlist.analysis import structural_live
+from lgn_fpga.netlist import evaluate as ev
+from lgn_fpga.netlist.format import load, save
+from lgn_fpga.netlist.passes import optimize
 
 
 def mnist_shaped(layers: int, width: int, seed: int = 0, n_in: int = 784, classes: int = 10) -> Netlist:

@@ -45,11 +45,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from lgn_fpga.fpga.boards import load_board  # noqa: E402
-from lgn_fpga.fpga.fit import estimate  # noqa: E402
-from lgn_fpga.fpga.flow import BuildError, BuildTimeout, flow_options, plan_build, run_build  # noqa: E402
-from lgn_fpga.netlist.format import load  # noqa: E402
-from _table import table  # noqa: E402
+from lgn_fpga.fpga.boards import load_board
+from lgn_fpga.fpga.fit import estimate
+from lgn_fpga.fpga.flow import BuildError, BuildTimeout, flow_options, plan_build, run_build
+from lgn_fpga.netlist.format import load
+from _table import table
 
 VARIANTS = {
     "default": {},

@@ -54,8 +54,8 @@ def summarize(run=None, model=None, sim=None, build=None) -> list[tuple[str, str
         elif val:
             rows.append(("accuracy", f"{100 * val[-1]['val_acc_discrete']:.2f}% on validation (no test record yet)"))
     if model is not None:
-        from ..netlist import Netlist
-        net = Netlist.load(model)
+        from ..netlist.format import load as load_netlist
+        net = load_netlist(model)
         rows.append(("netlist", f"{model}: {net.n_gates:,} gates after optimization, {net.depth} layers, "
                                 f"{net.n_inputs} input bits"))
     if sim is not None:

@@ -170,18 +170,6 @@ class Netlist:
         d.update(changes)
         return Netlist(**d)
 
-    # -- files ----------------------------------------------------------------
-    def save(self, path):
-        """Write this netlist as a ``.lgn`` file (atomically); see :mod:`lgn_fpga.netlist.format`."""
-        from .format import save
-        return save(self, path)
-
-    @classmethod
-    def load(cls, path) -> "Netlist":
-        """Read and check a ``.lgn`` file; every fault is one :class:`NetlistError` line."""
-        from .format import load
-        return load(path)
-
     def __repr__(self) -> str:
         return (f"Netlist(inputs={self.n_inputs}, layers={[len(l) for l in self.layers]}, "
                 f"classes={self.n_classes}, gates={self.n_gates})")

@@ -200,8 +200,8 @@ def test_mnist_model_ulx3s_build(trained_mnist_small, tmp_path, clean_env, lgn_c
 @pytest.mark.slow
 def test_larger_mnist_model_ulx3s_build(trained_mnist, tmp_path, clean_env):
     """The >= 8k-gate MNIST model of the simulation checks on the ULX3S 85F: an hour or more (router2)."""
-    from lgn_fpga.netlist import Netlist
-    net = Netlist.load(trained_mnist)
+    from lgn_fpga.netlist.format import load as load_netlist
+    net = load_netlist(trained_mnist)
     fp = plan_build(net, load_board("ulx3s"))
     res = run_build(fp, tmp_path / "out")
     rep = collect(fp, res, net)

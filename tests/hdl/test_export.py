@@ -9,6 +9,7 @@ import pytest
 from lgn_fpga.cli import main
 from lgn_fpga.hdl.export import HdlError, export_core, to_rtlil, yosys_command
 from lgn_fpga.hdl.core import ClassifierCore
+from lgn_fpga.netlist.format import save as save_netlist
 from lgn_fpga.netlist.random import random_netlist
 
 
@@ -70,7 +71,7 @@ def run_cli(args) -> int:
 
 def test_cli_hdl(net, tmp_path, capsys):
     model = tmp_path / "m.lgn"
-    net.save(model)
+    save_netlist(net, model)
     assert run_cli(["hdl", str(model), "-o", str(tmp_path / "hw"), "--stages", "3"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"latency \d+ cycles \(binarizer 0, gates 1, popcount \d+, argmax 1\)", out)

@@ -209,12 +209,6 @@ def test_missing_file_and_directory(tmp_path):
         load(tmp_path)
 
 
-def test_netlist_methods(tmp_path):
-    net = random_nets(5, 1)[0]
-    net.save(tmp_path / "x.lgn")
-    same(net, Netlist.load(tmp_path / "x.lgn"))
-
-
 def test_layer_of_loaded_net_is_plain_layer(tmp_path):
     net = loads(dumps(random_nets(6, 1)[0]))
     assert all(isinstance(l, Layer) and l.a.dtype == np.int32 for l in net.layers)

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 
+from lgn_fpga.netlist.format import save as save_netlist
 from lgn_fpga.netlist.random import random_netlist
 
 from lgn_fpga.sim.run import agreement_line, main, pick_dataset
@@ -33,7 +34,7 @@ def test_runner_on_a_saved_model_through_amaranth(tmp_path, capsys):
     net = random_netlist(np.random.default_rng(3), shape=(1, 8, 8), thresholds=3, widths=(200, 150), n_classes=10,
                          skip_prob=0.1, bias=True)
     model = tmp_path / "m.lgn"
-    net.save(model)
+    save_netlist(net, model)
     rc = main([str(model), "--limit", "30", "--sim", "amaranth", "--stall-images", "20",
                "--build-dir", str(tmp_path / "b")])
     out = capsys.readouterr().out.strip().splitlines()
@@ -51,7 +52,7 @@ def test_runner_with_a_boards_count_tables_through_verilator(tmp_path, capsys):
     net = random_netlist(np.random.default_rng(4), shape=(1, 8, 8), thresholds=3, widths=(300, 200), n_classes=10,
                          skip_prob=0.1, bias=True)
     model = tmp_path / "m.lgn"
-    net.save(model)
+    save_netlist(net, model)
     rc = main([str(model), "--sim", "verilator", "--board", "icebreaker", "--build-dir", str(tmp_path / "b")])  # iCE40: tables on
     out = capsys.readouterr().out.strip().splitlines()
     assert rc == 0, out
@@ -62,7 +63,7 @@ def test_runner_with_a_boards_count_tables_through_verilator(tmp_path, capsys):
 def test_runner_refuses_a_mismatched_dataset(tmp_path, capsys):
     net = random_netlist(np.random.default_rng(3), shape=(1, 5, 5))
     model = tmp_path / "m.lgn"
-    net.save(model)
+    save_netlist(net, model)
     assert main([str(model), "--sim", "amaranth", "--build-dir", str(tmp_path)]) == 2
     assert "pass --dataset" in capsys.readouterr().err
     assert main([str(model), "--dataset", "digits", "--sim", "amaranth", "--build-dir", str(tmp_path)]) == 2

@@ -42,8 +42,8 @@ def test_verilator_harness_full_rate_and_stalls(tmp_path):
 @pytest.mark.data
 def test_trained_mnist_model_agrees(tmp_path, trained_mnist):
     """A trained MNIST model of >= 8,000 gates: all 10,000 test images with Verilator, else 2,000 with Icarus."""
-    from lgn_fpga.netlist import Netlist
-    assert Netlist.load(trained_mnist).n_gates >= 8000
+    from lgn_fpga.netlist.format import load as load_netlist
+    assert load_netlist(trained_mnist).n_gates >= 8000
     use_verilator = V.verilator_path() is not None
     if not use_verilator and not have_icarus():
         pytest.skip("neither verilator nor iverilog installed")
