@@ -6,6 +6,13 @@ import time
 import click
 
 
+def _verilog_name(ctx, param, value):
+    if not value.isidentifier() or not value.isascii():
+        raise click.BadParameter(f"{value!r} is not a Verilog identifier: use letters, digits and _, "
+                                 "not starting with a digit")
+    return value
+
+
 @click.command("hdl")
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False), required=True,
@@ -14,7 +21,8 @@ import click
               help="Gate layers (and argmax comparator levels) per register stage.")
 @click.option("--popcount-levels", type=click.IntRange(min=1), default=None,
               help="Full-adder levels per register stage in the popcount  [default: 2 x stages]")
-@click.option("--name", default="lgn_core", show_default=True, help="Verilog module name and file stem.")
+@click.option("--name", default="lgn_core", show_default=True, callback=_verilog_name,
+              help="Verilog module name and file stem.")
 @click.option("--inputs", type=click.Choice(["bits", "bytes"]), default="bits", show_default=True,
               help="bits: the core (thermometer bits in); bytes: binarizer + core (pixel bytes in).")
 @click.option("--no-verilog", is_flag=True, help="Write only RTLIL and JSON (skips the yosys run).")

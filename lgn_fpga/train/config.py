@@ -74,7 +74,7 @@ RECIPES: dict[str, dict] = {
     "seed": dict(mode="gumbel-ste", noise=1.0, noise_final=None, noise_schedule="constant", gumbel_tau=1.0,
                  input_grad="hard"),
     # Ours: the same straight-through estimator with the noise scaled down to 0.1 and the input gradient
-    # taken through the softmax mixture; learns at FPGA scale where the seed recipe does not (README, docs/recipes.md).
+    # taken through the softmax mixture; learns at FPGA scale where the seed recipe does not (README, docs/training.md "Recipes").
     "scaled": dict(mode="gumbel-ste", noise=0.1, noise_final=None, noise_schedule="constant", gumbel_tau=1.0,
                    input_grad="soft"),
     # Hard forward with no noise at all: zero gap by construction, soft gradients.
