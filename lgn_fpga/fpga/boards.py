@@ -92,12 +92,7 @@ class Board:
     path: Path = field(default=None, compare=False)
 
     def platform_class(self) -> type:
-        mod, _, cls = self.platform.partition(":")
-        try:
-            return getattr(importlib.import_module(mod), cls)
-        except (ImportError, AttributeError) as e:
-            raise BoardError(f"board {self.name}: cannot import platform {self.platform!r} ({e}); "
-                             f"is amaranth-boards installed and up to date?") from None
+        return _platform_class(self.platform, f"board {self.name}")
 
     def make_platform(self):
         """A fresh platform instance (the open-source toolchain)."""
@@ -234,35 +229,42 @@ def load_board(name) -> Board:
     leds = d.get("leds") or []
     if not isinstance(leds, list):
         raise BoardError(f"board file {path}: leds must be a list of [resource name, number], not {leds!r}")
-    family = _get(d, "family", str, path)
-    if family not in FAMILIES:
-        raise BoardError(f"board file {path}: family must be one of {', '.join(FAMILIES)}, not {family!r}")
+    platform = _get(d, "platform", str, path, "'module:Class'")
+    plat = _platform_class(platform, f"board file {path}")()
+    # What the platform knows comes from it; a board file may restate it (then it must agree).
+    derived = {"family": str(getattr(plat, "family", "")).lower(), "device": plat.device, "package": plat.package,
+               "clock_hz": int(plat.default_clk_frequency)}
+    if "family" in d and d["family"] not in FAMILIES:
+        raise BoardError(f"board file {path}: family must be one of {', '.join(FAMILIES)}, not {d['family']!r}")
+    for key, value in derived.items():
+        if key in d and d[key] != value:
+            said = (f"the platform's default clock runs at {value} Hz" if key == "clock_hz"
+                    else f"{platform} says {value!r}")
+            raise BoardError(f"board file {path}: {key} is {d[key]!r} but {said}")
+    if derived["family"] not in FAMILIES:
+        raise BoardError(f"board file {path}: {platform} is a {derived['family'] or 'non-Lattice'} platform; "
+                         f"lgn-fpga builds for {', '.join(FAMILIES)}")
     baud = _get(uart, "baud", int, path, "a positive integer (uart.baud)")
     board = Board(
-        name=_get(d, "name", str, path), description=d.get("description", ""),
-        platform=_get(d, "platform", str, path, "'module:Class'"), family=family,
-        device=_get(d, "device", str, path), package=_get(d, "package", str, path),
-        clock_hz=_get(d, "clock_hz", int, path), uart=_resource(uart.get("resource"), path, "uart.resource"),
+        name=_get(d, "name", str, path), description=d.get("description", ""), platform=platform,
+        family=derived["family"], device=derived["device"], package=derived["package"],
+        clock_hz=derived["clock_hz"], uart=_resource(uart.get("resource"), path, "uart.resource"),
         baud=baud, max_baud=int(uart.get("max_baud", baud)),
         leds=tuple(_resource(l, path, "leds[]") for l in leds),
         budget={k: int(budget[k]) for k in ("lut", "ff", "bram")}, programmers=tuple(progs), path=path)
-    _check_against_platform(board)
-    return board
-
-
-def _check_against_platform(board: Board):
-    cls = board.platform_class()
-    for attr in ("device", "package"):
-        if getattr(cls, attr, None) != getattr(board, attr):
-            raise BoardError(f"board file {board.path}: {attr} is {getattr(board, attr)!r} but "
-                             f"{board.platform} says {getattr(cls, attr, None)!r}")
-    plat = cls()
-    clk = plat.default_clk_frequency
-    if int(clk) != board.clock_hz:
-        raise BoardError(f"board file {board.path}: clock_hz is {board.clock_hz} but the platform's default "
-                         f"clock runs at {int(clk)} Hz")
     for res in (board.uart, *board.leds):
         try:
             plat.lookup(*res)
         except Exception:
             raise BoardError(f"board file {board.path}: {board.platform} has no resource {res[0]}#{res[1]}") from None
+    return board
+
+
+def _platform_class(spec: str, where: str) -> type:
+    """The amaranth-boards platform class ``module:Class``."""
+    mod, _, cls = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(mod), cls)
+    except (ImportError, AttributeError) as e:
+        raise BoardError(f"{where}: cannot import platform {spec!r} ({e}); "
+                         f"is amaranth-boards installed and up to date?") from None

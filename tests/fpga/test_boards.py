@@ -112,3 +112,14 @@ def test_build_options_are_the_boards_defaults():
     assert load_board("ulx3s").build_options() == (2, (0, 12, 2))
     assert load_board("icebreaker").build_options() == (1, (30, 9, 1))
     assert load_board("ulx3s").build_options(1, True) == (1, (416, 12, 2))
+
+
+def test_variants_take_the_rest_from_the_base_and_the_platform():
+    # ulx3s-12f.yaml names only its platform and budget: the FPGA comes from the platform class, the UART,
+    # LEDs and programmers from ulx3s-85f.yaml.
+    small, big = load_board("ulx3s-12f"), load_board("ulx3s-85f")
+    assert (small.device, small.package, small.clock_hz, small.family) == ("LFE5U-12F", "BG381", 25_000_000, "ecp5")
+    assert small.budget["lut"] == 12288 and small.leds == big.leds and small.programmers == big.programmers
+    assert (small.uart, small.baud, small.max_baud) == (big.uart, big.baud, big.max_baud)
+    text = (small.path).read_text()
+    assert "device:" not in text and "leds:" not in text
