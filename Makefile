@@ -17,11 +17,12 @@ DEMO_RUN ?= runs/demo
 DEMO_OUT ?= out/demo
 PYTEST_ARGS ?=
 
-.PHONY: help venv sysdeps demo test test-all sim bench bench-quick gpu-check clean distclean
+.PHONY: help venv sysdeps demo test test-quick test-all sim bench bench-quick gpu-check clean distclean
 
 help:
 	@echo "make demo   train the digits-tiny model with Gumbel-STE end to end and print a summary"
 	@echo "make test   run the test suite (everything but tests marked slow)"
+	@echo "make test-quick  the tests that need no toolchain, simulator, data or training (under a minute)"
 	@echo "make test-all  the whole suite, slow tests included"
 	@echo "make sim [MODEL=file.lgn]  hardware simulation == software, image by image"
 	@echo "make bench  benchmark tables (kernels, inference, HDL)"
@@ -77,6 +78,11 @@ gpu-check:
 
 test: venv sysdeps
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+# For someone changing one module: no toolchain, simulators, data, training fixtures or heavy runs (< 1 min).
+QUICK_MARKERS ?= not slow and not toolchain and not sim and not data and not train and not heavy and not gpu
+test-quick: venv
+	$(PY) -m pytest -m "$(QUICK_MARKERS)" -q $(PYTEST_ARGS)
 
 test-all: venv sysdeps
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -13,6 +13,19 @@ if "LGN_FPGA_DATA" not in os.environ and SHARED_DATA.is_dir():
 os.environ.setdefault("LGN_FPGA_OFFLINE", "1")
 
 
+# What a test needs, read from the fixtures it uses; explicit marks (toolchain, sim, slow) name the rest.
+# `make test-quick` deselects all of them.
+_FIXTURE_NEEDS = {"trained_digits": ("train",), "trained_mnist": ("train", "data"),
+                  "trained_mnist_small": ("train", "data"), "tiny_run": ("train",), "real_data_dir": ("data",)}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in getattr(item, "fixturenames", ()):
+            for marker in _FIXTURE_NEEDS.get(name, ()):
+                item.add_marker(marker)
+
+
 def have_data(name: str) -> bool:
     from lgn_fpga.data.datasets import load
     from lgn_fpga.errors import DataError

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.heavy      # each runs a bench script in a subprocess
 
 
 def run_bench(name, *args):

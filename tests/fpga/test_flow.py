@@ -166,6 +166,7 @@ def test_timing_failure_shows_in_report(net, tmp_path):
     assert not rep["timing_met"] and "NOT MET" in to_markdown(rep)
 
 
+@pytest.mark.toolchain
 def test_real_icebreaker_build_of_a_small_model(net, tmp_path, clean_env):
     """YoWASP end to end: yosys, nextpnr-ice40, icepack (about half a minute)."""
     fp = plan_build(net, load_board("icebreaker"))
@@ -176,6 +177,7 @@ def test_real_icebreaker_build_of_a_small_model(net, tmp_path, clean_env):
     assert 0 < rep["resources"]["lut"]["used"] < 5280 and rep["resources"]["ff"]["used"] > 0
 
 
+@pytest.mark.toolchain
 def test_demo_model_icebreaker_build(trained_digits, tmp_path, clean_env, lgn_cli):
     """The trained `make demo` model on the iCEBreaker through the CLI: .bin, report, timing met (about 1 min)."""
     lgn_cli(["build", str(trained_digits), "--board", "icebreaker", "-o", str(tmp_path / "ice")])
@@ -185,6 +187,7 @@ def test_demo_model_icebreaker_build(trained_digits, tmp_path, clean_env, lgn_cl
     assert (tmp_path / "ice" / "report.md").read_text().startswith("# Build report: icebreaker")
 
 
+@pytest.mark.toolchain
 def test_mnist_model_ulx3s_build(trained_mnist_small, tmp_path, clean_env, lgn_cli):
     """A trained MNIST model of more than 10,000 gates on the ULX3S 85F through the CLI: .bit, timing met at
     25 MHz (minutes: local wiring and the static placer make it route)."""
@@ -198,6 +201,7 @@ def test_mnist_model_ulx3s_build(trained_mnist_small, tmp_path, clean_env, lgn_c
 
 
 @pytest.mark.slow
+@pytest.mark.toolchain
 def test_larger_mnist_model_ulx3s_build(trained_mnist, tmp_path, clean_env):
     """The >= 8k-gate MNIST model of the simulation checks on the ULX3S 85F: an hour or more (router2)."""
     from lgn_fpga.netlist.format import load as load_netlist

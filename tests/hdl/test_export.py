@@ -19,6 +19,7 @@ def net():
                           skip_prob=0.2, bias=True)
 
 
+@pytest.mark.toolchain
 def test_export_writes_verilog_rtlil_and_json(net, tmp_path):
     r = export_core(net, tmp_path / "out", stages=2, name="my_core")
     v = r.verilog.read_text()
@@ -69,6 +70,7 @@ def run_cli(args) -> int:
     return 0
 
 
+@pytest.mark.toolchain
 def test_cli_hdl(net, tmp_path, capsys):
     model = tmp_path / "m.lgn"
     save_netlist(net, model)

@@ -243,6 +243,7 @@ _chunk = st.one_of(
 )
 
 
+@pytest.mark.heavy
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_chunk, min_size=1, max_size=6), st.integers(1, 12))
 def test_framer_matches_model_on_random_streams(chunks, gap):

@@ -99,6 +99,7 @@ def test_auto_picks_numpy_for_small_jobs(monkeypatch):
 
 # -- C backend ---------------------------------------------------------------------------------
 
+@pytest.mark.heavy
 @needs_cc
 def test_c_matches_reference_on_random_netlists(c_cache):
     nets = random_netlists(30, 9) + [optimize(n)[0] for n in random_netlists(31, 3)]

@@ -13,6 +13,7 @@ def test_comparator_luts():
     assert [S.comparator_luts(t) for t in (127, 63, 191, 0, 254, 31, 15, 7, 200)] == [0, 1, 1, 3, 3, 1, 1, 2, 3]
 
 
+@pytest.mark.heavy
 def test_popcount_model_matches_hdl():
     from amaranth.hdl import Fragment
     from lgn_fpga.hdl import popcount

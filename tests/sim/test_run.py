@@ -30,6 +30,7 @@ def test_dataset_from_shape_or_meta():
     assert pick_dataset(net, "mnist") == "mnist"
 
 
+@pytest.mark.heavy
 def test_runner_on_a_saved_model_through_amaranth(tmp_path, capsys):
     net = random_netlist(np.random.default_rng(3), shape=(1, 8, 8), thresholds=3, widths=(200, 150), n_classes=10,
                          skip_prob=0.1, bias=True)

@@ -68,6 +68,7 @@ def _check(wire, net, images, vb):
     assert (reps[-1].seq, reps[-1].code) == (202, gold[1])
 
 
+@pytest.mark.heavy
 def test_amaranth_backend(net):
     imgs = np.random.default_rng(3).integers(0, 256, (3, *net.encoding.shape), np.uint8)
     with VirtualBoard(net, backend="amaranth") as vb:
