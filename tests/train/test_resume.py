@@ -1,17 +1,14 @@
 """Exact resume at any interrupt point, and metrics.jsonl / temporaries after an interruption (issue 15)."""
-import json
 import signal
 
 import pytest
 import torch
 
-from lgn_fpga.errors import CheckpointError
+from lgn_fpga.errors import CheckpointError, ConfigError
 from lgn_fpga.train import loop as L
 from lgn_fpga.train.checkpoint import load_checkpoint
 from lgn_fpga.train.config import resolve_config
-import json as _j
-def read_metrics(run):
-    return [_j.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
+from lgn_fpga.train.metrics import read_metrics
 
 
 def tiny(**kw):
@@ -32,8 +29,8 @@ def _state(run):
 def _assert_same(a, b):
     (cka, besta, ma), (ckb, bestb, mb) = a, b
     assert ma == mb
-    for k in ("step", "best"):
-        assert cka[k] == ckb[k], k
+    for k in ("step", "best", "loss_ema", "acc_ema", "torch_rng"):
+        assert (torch.equal(cka[k], ckb[k]) if k == "torch_rng" else cka[k] == ckb[k]), k
     for k in cka["model"]:
         assert torch.equal(cka["model"][k], ckb["model"][k]), k
         assert torch.equal(besta["model"][k], bestb["model"][k]), k
@@ -100,7 +97,7 @@ def _signal_inside(trainer, where, step, signum):
 def test_interrupt_anywhere_then_resume_is_bit_exact(tmp_path, monkeypatch, reference, where, step, signum):
     run = tmp_path / "run"
     t = L.Trainer(tiny(), run, progress=False)
-    patch = _signal_inside(t, where, step if where != "validate" else step, signum)
+    patch = _signal_inside(t, where, step, signum)
     if patch:
         monkeypatch.setattr(L, *patch)
     with pytest.raises(KeyboardInterrupt):
@@ -113,3 +110,95 @@ def test_interrupt_anywhere_then_resume_is_bit_exact(tmp_path, monkeypatch, refe
     t2.train()
     t2.test()
     _assert_same(reference, _state(run))
+
+
+def test_second_signal_stops_at_once_keeping_the_last_checkpoint(tmp_path, reference):
+    run = tmp_path / "run"
+    t = L.Trainer(tiny(), run, progress=False)
+    real = t.opt.step
+
+    def twice(*a, **k):          # two Ctrl-C inside the update of step 13: the state in memory is half-updated
+        out = real(*a, **k)
+        if t.step == 13:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return out
+    t.opt.step = twice
+    with pytest.raises(KeyboardInterrupt):
+        t.train()
+    assert t.saved_step == 8 and load_checkpoint(run)["step"] == 8   # not the half-updated step 13
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    t2 = L.Trainer(tiny(), run, resume=True, progress=False)
+    t2.train()
+    t2.test()
+    _assert_same(reference, _state(run))
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: the process ends with no chance to clean up."""
+
+
+def test_killed_between_record_and_checkpoint_resumes_without_duplicates(tmp_path, monkeypatch, reference):
+    run = tmp_path / "run"
+    t = L.Trainer(tiny(), run, progress=False)
+    real = L.save_checkpoint
+
+    def killed_at_16(path, state):
+        if state["step"] == 16:
+            (path.parent / f".{path.name}.x1y2z3.tmp").write_bytes(b"\0" * 1000)  # what the kill leaves behind
+            raise Killed
+        real(path, state)
+    monkeypatch.setattr(L, "save_checkpoint", killed_at_16)
+    with pytest.raises(Killed):
+        t.train()
+    monkeypatch.undo()
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"step": 24, "val_acc')                     # a record cut off mid-write
+    assert [m["step"] for m in read_metrics(run)] == [8, 16]  # readers skip the cut-off line
+    t2 = L.Trainer(tiny(), run, resume=True, progress=False)
+    assert t2.step == 8 and not list(run.glob(".*.tmp"))
+    assert [m["step"] for m in read_metrics(run)] == [8]     # what checkpoint.pt covers
+    t2.train()
+    t2.test()
+    assert [m["step"] for m in read_metrics(run)] == [8, 16, 24, 24]   # 24 twice: validation, then test
+    _assert_same(reference, _state(run))
+
+
+def test_damaged_metrics_line_is_one_error(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 8}\nnot json\n{"step": 16}\n')
+    with pytest.raises(CheckpointError, match=r"metrics.jsonl: line 2 is not a metrics record"):
+        read_metrics(run)
+    with pytest.raises(CheckpointError, match="has no metrics.jsonl"):
+        read_metrics(tmp_path)
+    assert read_metrics(tmp_path, required=False) == []
+
+
+@pytest.mark.parametrize("setup,pattern", [
+    ("missing", r"does not exist; --resume -o RUN continues a run directory .*without --resume, -o .* starts a new"),
+    ("no-checkpoint", r"holds no checkpoint.pt to resume from \(best.pt there keeps only the model"),
+    ("best-copied", r"checkpoint.pt lacks the training state --resume needs \(optimizer, .*copy of best.pt"),
+])
+def test_resume_errors_name_what_to_do(tmp_path, setup, pattern):
+    run = tmp_path / "run"
+    if setup != "missing":
+        L.Trainer(tiny(steps=8), run, progress=False).train()
+        if setup == "no-checkpoint":
+            (run / "checkpoint.pt").unlink()
+        else:
+            (run / "checkpoint.pt").write_bytes((run / "best.pt").read_bytes())
+    with pytest.raises(CheckpointError, match=pattern):
+        L.Trainer(tiny(), run, resume=True, progress=False)
+
+
+def test_resume_steps(tmp_path):
+    run = tmp_path / "run"
+    L.Trainer(tiny(steps=16), run, progress=False).train()
+    with pytest.raises(ConfigError, match=r"--steps 12 is below this run's 16 steps \(it is at step 16\); "
+                                          r"--resume can only lengthen"):
+        L.Trainer(tiny(steps=12), run, resume=True, progress=False)
+    t = L.Trainer(tiny(steps=24), run, resume=True, progress=False)
+    assert (t.cfg.steps, t.steps_before) == (24, 16)
+    t.train()
+    assert load_checkpoint(run)["step"] == 24 and load_checkpoint(run)["config"]["steps"] == 24
