@@ -178,7 +178,7 @@ def test_damaged_metrics_line_is_one_error(tmp_path):
 @pytest.mark.parametrize("setup,pattern", [
     ("missing", r"does not exist; --resume -o RUN continues a run directory .*without --resume, -o .* starts a new"),
     ("no-checkpoint", r"holds no checkpoint.pt to resume from \(best.pt there keeps only the model"),
-    ("best-copied", r"checkpoint.pt lacks the training state --resume needs \(optimizer, .*copy of best.pt"),
+    ("best-copied", r"checkpoint.pt lacks the training state --resume needs \(optimizer; is it a copy of best.pt"),
 ])
 def test_resume_errors_name_what_to_do(tmp_path, setup, pattern):
     run = tmp_path / "run"
