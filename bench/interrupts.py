@@ -6,7 +6,6 @@ Trains digits-tiny for 400 steps once without interruption, then once per (signa
 signal is sent that many seconds after training starts, the run is resumed, and its final checkpoint
 (model) and metrics.jsonl (wall times aside) are compared with the uninterrupted run's.
 """
-import json
 import signal
 import subprocess
 import sys
@@ -15,6 +14,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from lgn_fpga.train.metrics import read_metrics
 
 ARGS = ["--config", "digits-tiny", "--steps", "400", "--eval-every", "100", "--quiet"]
 CASES = [(signal.SIGINT, 0.4), (signal.SIGINT, 1.3), (signal.SIGTERM, 0.8), (signal.SIGTERM, 1.9),
@@ -35,7 +36,7 @@ def train(rd, extra=(), sig=None, delay=0.0):
 
 def state(rd):
     ck = torch.load(rd / "checkpoint.pt", weights_only=False)
-    ms = [{k: v for k, v in json.loads(l).items() if k != "wall_s"} for l in (rd / "metrics.jsonl").read_text().splitlines()]
+    ms = [{k: v for k, v in m.items() if k != "wall_s"} for m in read_metrics(rd)]
     return ck["model"], ms
 
 
