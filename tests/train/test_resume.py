@@ -65,22 +65,17 @@ def _signal_inside(trainer, where, step, signum):
             fire()
             return real(*a)
         return ("batch_indices", wrapped)
-    if where == "forward":        # after the step's Gumbel noise was drawn
-        real = trainer.model.forward
+    if where in ("forward", "optimizer"):
+        # forward: after the step's Gumbel noise was drawn; optimizer: after the parameters moved, before the
+        # step is counted
+        obj, attr = (trainer.model, "forward") if where == "forward" else (trainer.opt, "step")
+        real = getattr(obj, attr)
 
         def wrapped(*a, **k):
             out = real(*a, **k)
             fire()
             return out
-        trainer.model.forward = wrapped
-    elif where == "optimizer":    # after the parameters moved, before the step is counted
-        real = trainer.opt.step
-
-        def wrapped(*a, **k):
-            out = real(*a, **k)
-            fire()
-            return out
-        trainer.opt.step = wrapped
+        setattr(obj, attr, wrapped)
     elif where == "validate":     # during the evaluation (and before the checkpoint) of an eval step
         real = trainer.validate
 
