@@ -95,6 +95,7 @@ _CHOICES = {
 _POSITIVE = {"layers", "width", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
              "lr", "threads", "val_size"}
 _NON_NEGATIVE = {"noise", "noise_final", "weight_decay", "residual_logit"}
+_AT_MOST = {"threads": 1024}  # torch segfaults creating 100,000 OpenMP threads
 
 
 def _type_ok(value, tp) -> bool:
@@ -138,7 +139,7 @@ def _check_keys(d: dict, source: str) -> None:
             close = difflib.get_close_matches(key, hints, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(hints)}"
             raise ConfigError(f"unknown key '{key}' in {source}{hint}")
-        name = f"--{key.replace('_', '-')} (key '{key}')" if source == "command line" else f"key '{key}' in {source}"
+        name = f"key '{key}' on the command line" if source == "command line" else f"key '{key}' in {source}"
         if not _type_ok(value, hints[key]):
             want = _type_name(hints[key])
             raise ConfigError(f"{name} must be {want}, not {value!r}")
@@ -151,6 +152,8 @@ def _check_keys(d: dict, source: str) -> None:
             raise ConfigError(f"{name} must be positive, not {value!r}")
         if key in _NON_NEGATIVE and value is not None and value < 0:
             raise ConfigError(f"{name} must be >= 0, not {value!r}")
+        if key in _AT_MOST and value is not None and value > _AT_MOST[key]:
+            raise ConfigError(f"{name} must be at most {_AT_MOST[key]}, not {value!r}")
         if key == "thresholds" and isinstance(value, int) and not 1 <= value <= 255:
             raise ConfigError(f"{name} must be a count in 1..255 or a list of integers, not {value!r}")
         if key == "device" and not _DEVICE.fullmatch(value):

@@ -104,9 +104,9 @@ def resolve_device(name: str) -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             why = "this torch is built without CUDA" if not torch.backends.cuda.is_built() else "no GPU is visible"
-            raise ConfigError(f"--device {name}: {why}; use --device cpu (or auto)")
+            raise ConfigError(f"device {name!r}: {why}; use --device cpu (or auto)")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     return dev
 
 

@@ -135,16 +135,17 @@ def done(tmp_path_factory):
 
 
 @pytest.mark.parametrize("args,pattern", [
-    (["--lr", "nan"], r"--lr \(key 'lr'\) must be a finite number, not nan"),
-    (["--lr", "inf"], r"--lr \(key 'lr'\) must be a finite number, not inf"),
-    (["--weight-decay", "nan"], r"--weight-decay \(key 'weight_decay'\) must be a finite number"),
-    (["--epochs", "nan"], r"--epochs \(key 'epochs'\) must be a finite number"),
-    (["--noise", "nan"], r"--noise \(key 'noise'\) must be a finite number"),
-    (["--noise-final", "-inf"], r"--noise-final \(key 'noise_final'\) must be a finite number"),
-    (["--val-size", "inf"], r"--val-size \(key 'val_size'\) must be a finite number"),
-    (["--group-tau", "nan"], r"--group-tau \(key 'group_tau'\) must be a finite number"),
-    (["--set", "gumbel_tau=.nan"], r"--gumbel-tau \(key 'gumbel_tau'\) must be a finite number"),
-    (["--device", "gpu"], r"--device \(key 'device'\) must be auto, cpu, cuda or cuda:N, not 'gpu'"),
+    (["--lr", "nan"], r"key 'lr' on the command line must be a finite number, not nan"),
+    (["--lr", "inf"], r"key 'lr' on the command line must be a finite number, not inf"),
+    (["--weight-decay", "nan"], r"key 'weight_decay' on the command line must be a finite number"),
+    (["--epochs", "nan"], r"key 'epochs' on the command line must be a finite number"),
+    (["--noise", "nan"], r"key 'noise' on the command line must be a finite number"),
+    (["--noise-final", "-inf"], r"key 'noise_final' on the command line must be a finite number"),
+    (["--val-size", "inf"], r"key 'val_size' on the command line must be a finite number"),
+    (["--group-tau", "nan"], r"key 'group_tau' on the command line must be a finite number"),
+    (["--set", "gumbel_tau=.nan"], r"key 'gumbel_tau' on the command line must be a finite number"),
+    (["--threads", "100000"], r"key 'threads' on the command line must be at most 1024, not 100000"),
+    (["--device", "gpu"], r"key 'device' on the command line must be auto, cpu, cuda or cuda:N, not 'gpu'"),
 ])
 def test_bad_numbers_and_devices(capsys, tmp_path, args, pattern):
     _one_line_error(*run(capsys, "train", "digits", *TINY, *args, "-o", str(tmp_path / "r"))[::2], pattern)
@@ -161,7 +162,7 @@ def test_nan_in_yaml(capsys, tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
 def test_cuda_without_cuda(capsys, tmp_path):
     _one_line_error(*run(capsys, "train", "digits", *TINY, "--device", "cuda", "-o", str(tmp_path / "r"))[::2],
-                   r"--device cuda: (this torch is built without CUDA|no GPU is visible); use --device cpu")
+                   r"device 'cuda': (this torch is built without CUDA|no GPU is visible); use --device cpu")
 
 
 def test_resume_missing_run_suggests_what_o_takes(capsys, tmp_path):
