@@ -15,7 +15,7 @@ _OVERRIDES = [
     ("--recipe", "recipe", click.Choice(["seed", "scaled", "noiseless", "softmax"]),
      "Named preset of the method's knobs: seed = the paper exactly (noise 1, input grads through the sampled "
      "gate); scaled = noise 0.1, soft input grads (default); noiseless = noise 0; softmax = difflogic."),
-    ("--steps", "steps", int, "Training steps (default 3000)."),
+    ("--steps", "steps", int, "Training steps (default 3000); with --resume, a longer total for the run."),
     ("--epochs", "epochs", float, "Train for this many epochs instead of --steps."),
     ("--batch-size", "batch_size", int, "Batch size (default 128)."),
     ("--lr", "lr", float, "AdamW learning rate (default 0.01)."),
@@ -91,7 +91,8 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
 
     Writes a run directory with the resolved config, metrics.jsonl, checkpoint.pt (latest, for --resume)
     and best.pt (best validation accuracy of the discretized network). Validation accuracy is printed
-    during training; the test split is evaluated once, at the end. Ctrl-C saves a checkpoint.
+    during training; the test split is evaluated once, at the end. Ctrl-C (or SIGTERM) finishes the
+    current step, saves a checkpoint and stops; --resume then continues bit for bit.
 
     \b
     Examples:

@@ -228,6 +228,7 @@ class Trainer:
         self.step, self.best, self.elapsed = 0, -1.0, 0.0
         self.loss_ema = self.acc_ema = None
         self.saved_step = None           # the step of the checkpoint on disk
+        self._updating = False           # inside an optimizer update (an interrupt there cannot be undone)
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
