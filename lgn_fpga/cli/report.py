@@ -8,7 +8,7 @@ import click
 
 from ..fpga.report import lut_summary
 from ..errors import LgnError
-from ..train.metrics import read_metrics, tests, validation
+from ..train.metrics import read_metrics, records_of
 
 
 def _json(path: Path, what: str) -> dict:
@@ -28,7 +28,7 @@ def summarize(run=None, model=None, sim=None, build=None) -> list[tuple[str, str
         run = Path(run)
         ms = read_metrics(run)
         cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
-        test, val = tests(ms), validation(ms)
+        test, val = records_of(ms, "test"), records_of(ms, "val")
         if cfg:
             knobs = ("" if cfg.get("mode") == "softmax" else
                      f", noise {cfg.get('noise')}, tau {cfg.get('gumbel_tau')}, input grad {cfg.get('input_grad')}")

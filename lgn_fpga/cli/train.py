@@ -170,12 +170,12 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
 def info(run):
     """Summarize a run directory: config, progress, best validation and test accuracy, gate usage."""
     from ..train.checkpoint import load_checkpoint
-    from ..train.metrics import read_metrics, tests, validation
+    from ..train.metrics import read_metrics, records_of
     run = Path(run)
     st = load_checkpoint(run, "checkpoint.pt")
     cfg = st["config"]
     ms = read_metrics(run, required=False)
-    val, test = validation(ms), tests(ms)
+    val, test = records_of(ms, "val"), records_of(ms, "test")
     widths = cfg.get("widths") or [cfg["width"]] * cfg["layers"]
     click.echo(f"run          {run}")
     click.echo(f"dataset      {cfg['dataset']} ({len(st['classes'])} classes), thresholds {cfg['thresholds']}")
@@ -211,11 +211,11 @@ def plot(runs, output):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from ..fileio import atomic_write_bytes
-    from ..train.metrics import read_metrics, validation
+    from ..train.metrics import read_metrics, records_of
     import io
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for r in runs:
-        ms = validation(read_metrics(r))
+        ms = records_of(read_metrics(r), "val")
         if not ms:
             raise CheckpointError(f"{r} has no validation records yet")
         s = [m["step"] for m in ms]

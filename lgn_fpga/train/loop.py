@@ -34,7 +34,7 @@ from ..kernels import resolve_backend
 from ..fileio import remove_stale_temporaries
 from .checkpoint import RUN_FILES, atomic_write_text, load_checkpoint, load_resume_state, save_checkpoint
 from .config import TrainConfig, noise_at
-from .metrics import append_metric, read_metrics, tests, truncate_metrics
+from .metrics import append_metric, read_metrics, records_of, truncate_metrics
 from .model import LogicNet, Relaxation
 
 __all__ = ["Trainer", "build_model", "model_from_state", "evaluate", "code_version", "batch_indices"]
@@ -373,7 +373,7 @@ class Trainer:
 
     def _recorded_test(self, step: int) -> dict | None:
         """The test record already in metrics.jsonl for the best checkpoint at ``step``, if any."""
-        found = [rec for rec in tests(read_metrics(self.run_dir, required=False)) if rec["step"] == step]
+        found = [rec for rec in records_of(read_metrics(self.run_dir, required=False), "test") if rec["step"] == step]
         return found[-1] if found else None
 
     def test(self) -> dict:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import CheckpointError
 from ..fileio import atomic_write_text
 
-__all__ = ["METRICS", "read_metrics", "append_metric", "truncate_metrics", "validation", "tests"]
+__all__ = ["METRICS", "read_metrics", "append_metric", "truncate_metrics", "records_of"]
 
 METRICS = "metrics.jsonl"
 
@@ -50,12 +50,13 @@ def read_metrics(run, required: bool = True) -> list[dict]:
     return out
 
 
-def validation(records: list[dict]) -> list[dict]:
-    return [m for m in records if "val_acc_discrete" in m]
-
-
-def tests(records: list[dict]) -> list[dict]:
-    return [m for m in records if m.get("split") == "test"]
+def records_of(records: list[dict], split: str) -> list[dict]:
+    """The validation (``split="val"``) or test (``"test"``) records among ``records``."""
+    if split == "val":
+        return [m for m in records if "val_acc_discrete" in m]
+    if split == "test":
+        return [m for m in records if m.get("split") == "test"]
+    raise ValueError(f"split must be val or test, not {split!r}")
 
 
 def append_metric(run, rec: dict) -> None:
