@@ -154,7 +154,9 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
         if t.saved_step is None:
             click.echo(f"interrupted at step {t.step}, before the first checkpoint: nothing to resume", err=True)
         else:
-            click.echo(f"interrupted at step {t.step}; checkpoint at step {t.saved_step} saved. Continue with: "
+            kept = ("saved" if t.saved_step == t.step else "kept (stopped inside a step: the steps after it "
+                    "are trained again)")
+            click.echo(f"interrupted at step {t.step}; checkpoint at step {t.saved_step} {kept}. Continue with: "
                        f"lgn-fpga train --resume -o {rd}", err=True)
         sys.exit(130)
     rec = t.test()
