@@ -212,3 +212,20 @@ def test_interrupt_message_names_the_saved_step(capsys, tmp_path, monkeypatch):
                        str(tmp_path / "r"))
     assert code == 130 and "interrupted at step 8; checkpoint at step 8 saved. Continue with: lgn-fpga train " \
                            f"--resume -o {tmp_path / 'r'}" in err
+
+
+def test_second_interrupt_message_names_the_kept_checkpoint(capsys, tmp_path, monkeypatch):
+    import signal
+    real, calls = torch.optim.AdamW.step, []
+
+    def twice_in_update_13(self, *a, **k):
+        out = real(self, *a, **k)
+        calls.append(1)
+        if len(calls) == 13:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return out
+    monkeypatch.setattr(torch.optim.AdamW, "step", twice_in_update_13)
+    code, _, err = run(capsys, "train", "digits", *TINY, "--steps", "20", "--eval-every", "5", "-o",
+                       str(tmp_path / "r"))
+    assert code == 130 and "interrupted at step 12; checkpoint at step 10 kept (stopped inside a step" in err
