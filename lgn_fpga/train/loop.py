@@ -133,7 +133,7 @@ class _Interrupts:
 
     def __exit__(self, *exc):
         for s, h in self._prev.items():
-            signal.signal(s, h)
+            signal.signal(s, h if h is not None else signal.SIG_DFL)  # None: a handler installed outside Python
         return False
 
 
