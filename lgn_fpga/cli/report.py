@@ -8,6 +8,7 @@ import click
 
 from ..fpga.report import lut_summary
 from ..errors import LgnError
+from ..train.metrics import read_metrics, records_of
 
 
 def _json(path: Path, what: str) -> dict:
@@ -19,26 +20,15 @@ def _json(path: Path, what: str) -> dict:
         raise LgnError(f"{path} is not valid JSON (damaged?); rerun the step that writes it") from None
 
 
-def _metrics(run: Path) -> list:
-    p = run / "metrics.jsonl"
-    if not p.is_file():
-        raise LgnError(f"{run} has no metrics.jsonl; is it a run directory made by 'lgn-fpga train'?")
-    try:
-        return [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
-    except ValueError:
-        raise LgnError(f"{p} is damaged (a line is not JSON)") from None
-
-
 def summarize(run=None, model=None, sim=None, build=None) -> list[tuple[str, str]]:
     """(label, text) rows for whatever stages were given."""
     import yaml
     rows = []
     if run is not None:
         run = Path(run)
-        ms = _metrics(run)
+        ms = read_metrics(run)
         cfg = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
-        test = [m for m in ms if m.get("split") == "test"]
-        val = [m for m in ms if "val_acc_discrete" in m]
+        test, val = records_of(ms, "test"), records_of(ms, "val")
         if cfg:
             knobs = ("" if cfg.get("mode") == "softmax" else
                      f", noise {cfg.get('noise')}, tau {cfg.get('gumbel_tau')}, input grad {cfg.get('input_grad')}")

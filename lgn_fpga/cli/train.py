@@ -1,7 +1,6 @@
 """``lgn-fpga train``, ``info`` and ``plot``."""
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ _OVERRIDES = [
     ("--recipe", "recipe", click.Choice(["seed", "scaled", "noiseless", "softmax"]),
      "Named preset of the method's knobs: seed = the paper exactly (noise 1, input grads through the sampled "
      "gate); scaled = noise 0.1, soft input grads (default); noiseless = noise 0; softmax = difflogic."),
-    ("--steps", "steps", int, "Training steps (default 3000)."),
+    ("--steps", "steps", int, "Training steps (default 3000); with --resume, a longer total for the run."),
     ("--epochs", "epochs", float, "Train for this many epochs instead of --steps."),
     ("--batch-size", "batch_size", int, "Batch size (default 128)."),
     ("--lr", "lr", float, "AdamW learning rate (default 0.01)."),
@@ -92,7 +91,8 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
 
     Writes a run directory with the resolved config, metrics.jsonl, checkpoint.pt (latest, for --resume)
     and best.pt (best validation accuracy of the discretized network). Validation accuracy is printed
-    during training; the test split is evaluated once, at the end. Ctrl-C saves a checkpoint.
+    during training; the test split is evaluated once, at the end. Ctrl-C (or SIGTERM) finishes the
+    current step, saves a checkpoint and stops; --resume then continues bit for bit.
 
     \b
     Examples:
@@ -116,8 +116,6 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
             click.echo(f"config: {CONFIG_DIR / (dataset + '.yaml')} (the default for {dataset}; "
                        f"--config to choose another)", err=True)
     ydict = load_yaml(config_path) if config_path else {}
-    if overrides.get("val_size") is not None and overrides["val_size"] >= 1:
-        cli["val_size"] = int(overrides["val_size"])
     cli.update(set_keys)
     if dataset:
         cli["dataset"] = dataset
@@ -140,14 +138,26 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     rd = Path(run_dir) if run_dir else _default_run_dir(cfg)
     t = Trainer(cfg, rd, resume=resume, progress=not quiet)
     c = t.cfg
+    if not resume:
+        going = ""
+    elif t.step >= c.steps:
+        going = f", already at its last step {t.step}: nothing left to train"
+    else:
+        going = (f", resuming at step {t.step} of {c.steps}"
+                 + (f" (lengthened from {t.steps_before} steps)" if t.steps_before else ""))
     click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {len(c.widths_list())} x "
                f"{c.widths_list()[0]} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
-               + (f", resuming at step {t.step}" if resume else ""), err=True)
+               + going, err=True)
     try:
         t.train()
     except KeyboardInterrupt:
-        click.echo(f"interrupted at step {t.step}; checkpoint saved. Continue with: "
-                   f"lgn-fpga train --resume -o {rd}", err=True)
+        if t.saved_step is None:
+            click.echo(f"interrupted at step {t.step}, before the first checkpoint: nothing to resume", err=True)
+        else:
+            kept = ("saved" if t.saved_step == t.step else "kept (stopped inside a step: the steps after it "
+                    "are trained again)")
+            click.echo(f"interrupted at step {t.step}; checkpoint at step {t.saved_step} {kept}. Continue with: "
+                       f"lgn-fpga train --resume -o {rd}", err=True)
         sys.exit(130)
     rec = t.test()
     click.echo(f"test accuracy {100 * rec['test_acc_discrete']:.2f}% (discretized, best val checkpoint at step "
@@ -157,31 +167,17 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     click.echo(f"run directory: {rd}")
 
 
-def _read_metrics(run: Path) -> list[dict]:
-    p = run / "metrics.jsonl"
-    if not p.is_file():
-        raise CheckpointError(f"{run} has no metrics.jsonl; is it a run directory made by 'lgn-fpga train'?")
-    out = []
-    for i, line in enumerate(p.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise CheckpointError(f"{p}: line {i} is not JSON (file damaged?)") from None
-    return out
-
-
 @click.command()
 @click.argument("run", type=click.Path())
 def info(run):
     """Summarize a run directory: config, progress, best validation and test accuracy, gate usage."""
     from ..train.checkpoint import load_checkpoint
+    from ..train.metrics import read_metrics, records_of
     run = Path(run)
     st = load_checkpoint(run, "checkpoint.pt")
     cfg = st["config"]
-    ms = _read_metrics(run) if (run / "metrics.jsonl").exists() else []
-    val = [m for m in ms if "val_acc_discrete" in m]
-    test = [m for m in ms if m.get("split") == "test"]
+    ms = read_metrics(run, required=False)
+    val, test = records_of(ms, "val"), records_of(ms, "test")
     widths = cfg.get("widths") or [cfg["width"]] * cfg["layers"]
     click.echo(f"run          {run}")
     click.echo(f"dataset      {cfg['dataset']} ({len(st['classes'])} classes), thresholds {cfg['thresholds']}")
@@ -216,11 +212,12 @@ def plot(runs, output):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from ..train.checkpoint import atomic_write_bytes
+    from ..fileio import atomic_write_bytes
+    from ..train.metrics import read_metrics, records_of
     import io
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for r in runs:
-        ms = [m for m in _read_metrics(Path(r)) if "val_acc_discrete" in m]
+        ms = records_of(read_metrics(r), "val")
         if not ms:
             raise CheckpointError(f"{r} has no validation records yet")
         s = [m["step"] for m in ms]

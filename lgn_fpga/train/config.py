@@ -8,6 +8,8 @@ so ``--recipe seed`` reproduces the paper's exact setting whatever the file says
 from __future__ import annotations
 
 import difflib
+import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass
@@ -93,6 +95,7 @@ _CHOICES = {
 _POSITIVE = {"layers", "width", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
              "lr", "threads", "val_size"}
 _NON_NEGATIVE = {"noise", "noise_final", "weight_decay", "residual_logit"}
+_AT_MOST = {"threads": 1024}  # torch segfaults creating 100,000 OpenMP threads
 
 
 def _type_ok(value, tp) -> bool:
@@ -125,26 +128,36 @@ def _hints():
     return typing.get_type_hints(TrainConfig)
 
 
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
 def _check_keys(d: dict, source: str) -> None:
+    """Every check of a key's name, type and value: the one place a YAML file, ``--set`` and the options meet."""
     hints = _hints()
     for key, value in d.items():
         if key not in hints:
             close = difflib.get_close_matches(key, hints, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(hints)}"
             raise ConfigError(f"unknown key '{key}' in {source}{hint}")
+        name = f"key '{key}' on the command line" if source == "command line" else f"key '{key}' in {source}"
         if not _type_ok(value, hints[key]):
             want = _type_name(hints[key])
-            raise ConfigError(f"key '{key}' in {source} must be {want}, not {value!r}")
+            raise ConfigError(f"{name} must be {want}, not {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{name} must be a finite number, not {value!r}")
         if key in _CHOICES and value not in _CHOICES[key]:
-            raise ConfigError(f"key '{key}' in {source} must be one of "
+            raise ConfigError(f"{name} must be one of "
                               f"{', '.join(str(c) for c in _CHOICES[key] if c)}, not {value!r}")
         if key in _POSITIVE and value is not None and value <= 0:
-            raise ConfigError(f"key '{key}' in {source} must be positive, not {value!r}")
+            raise ConfigError(f"{name} must be positive, not {value!r}")
         if key in _NON_NEGATIVE and value is not None and value < 0:
-            raise ConfigError(f"key '{key}' in {source} must be >= 0, not {value!r}")
+            raise ConfigError(f"{name} must be >= 0, not {value!r}")
+        if key in _AT_MOST and value is not None and value > _AT_MOST[key]:
+            raise ConfigError(f"{name} must be at most {_AT_MOST[key]}, not {value!r}")
         if key == "thresholds" and isinstance(value, int) and not 1 <= value <= 255:
-            raise ConfigError(f"key 'thresholds' in {source} must be a count in 1..255 or a list of integers, "
-                              f"not {value!r}")
+            raise ConfigError(f"{name} must be a count in 1..255 or a list of integers, not {value!r}")
+        if key == "device" and not _DEVICE.fullmatch(value):
+            raise ConfigError(f"{name} must be auto, cpu, cuda or cuda:N, not {value!r}")
 
 
 def load_yaml(path) -> dict:
@@ -183,6 +196,8 @@ def resolve_config(yaml_dict: dict | None = None, cli: dict | None = None, sourc
         name = "softmax" if merged.get("mode") == "softmax" else DEFAULT_RECIPE
         merged = {**RECIPES[name], "recipe": name, **merged}
     cfg = TrainConfig(**merged)
+    if isinstance(cfg.val_size, float) and cfg.val_size >= 1:
+        cfg.val_size = int(cfg.val_size)  # >= 1 counts images
     if cfg.mode == "softmax":
         cfg.recipe = "softmax"  # the Gumbel knobs don't apply; don't let a gumbel recipe name stick
     if cfg.noise_schedule != "constant" and cfg.noise_final is None:

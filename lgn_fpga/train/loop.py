@@ -4,6 +4,11 @@ Determinism: the batch order is a pure function of (seed, step) (one seeded
 permutation per epoch), the Gumbel noise comes from a generator whose state is
 checkpointed, and evaluation draws from its own generators, so a run resumed
 from ``checkpoint.pt`` follows exactly the path of an uninterrupted one.
+
+Interrupts: SIGINT (Ctrl-C) or SIGTERM during training lets the current step
+finish (with its evaluation and checkpoint when one is due), then saves the
+state after it and stops; a second signal stops at once, keeping the last
+checkpoint on disk.  Either way ``--resume`` continues bit for bit.
 """
 from __future__ import annotations
 
@@ -26,8 +31,10 @@ from ..data.datasets import DataBundle, load
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..kernels import resolve_backend
-from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
+from ..fileio import remove_stale_temporaries
+from .checkpoint import RUN_FILES, atomic_write_text, load_checkpoint, load_resume_state, save_checkpoint
 from .config import TrainConfig, noise_at
+from .metrics import append_metric, read_metrics, records_of, truncate_metrics
 from .model import LogicNet, Relaxation
 
 __all__ = ["Trainer", "build_model", "model_from_state", "evaluate", "code_version", "batch_indices"]
@@ -89,6 +96,47 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu`` or ``cuda[:N]`` as a device this machine has; one line otherwise."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = "this torch is built without CUDA" if not torch.backends.cuda.is_built() else "no GPU is visible"
+            raise ConfigError(f"device {name!r}: {why}; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM while training: the first asks the loop to stop after the current step, a second stops now."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum, self._prev = None, {}
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        for s in self.SIGNALS:
+            try:
+                self._prev[s] = signal.signal(s, self._handle)
+            except ValueError:  # not the main thread: a KeyboardInterrupt there still ends the loop cleanly
+                pass
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self._prev.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)  # None: a handler installed outside Python
+        return False
+
+
 @torch.no_grad()
 def evaluate(model: LogicNet, images: torch.Tensor, labels: torch.Tensor, enc: ThermometerEncoding,
              relax: Relaxation, backend: str, batch: int = 4096) -> tuple[float, torch.Tensor]:
@@ -108,7 +156,7 @@ class Trainer:
     ----------
     cfg : TrainConfig
         Resolved configuration (ignored on resume: the run's own config is used,
-        except for ``steps``, which may be raised to train longer).
+        except for ``steps``, which may be raised to train longer; 0 keeps the run's).
     run_dir : path
     resume : bool
         Continue from ``run_dir/checkpoint.pt``.
@@ -117,12 +165,19 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, run_dir, resume: bool = False, progress: bool = True, log=print):
         self.run_dir = Path(run_dir)
         self.progress, self.log = progress, log
-        self.state = None
+        self.state = self._setup_run(cfg, resume)
+        self._setup_model(self.state)
+
+    # -- setup -------------------------------------------------------------------
+    def _setup_run(self, cfg: TrainConfig, resume: bool) -> dict | None:
+        """The config (the run's own on resume), threads, device, kernel and data; returns the resumed state."""
+        state = None
+        self.steps_before = None         # on resume: the run's step count before --steps raised it
         if resume:
-            self.state = load_checkpoint(self.run_dir, "checkpoint.pt")
-            steps = cfg.steps
-            cfg = TrainConfig(**self.state["config"])
-            cfg.steps = max(cfg.steps, steps) if steps else cfg.steps
+            state = load_resume_state(self.run_dir)
+            cfg = self._resumed_config(state, cfg.steps)
+            remove_stale_temporaries(self.run_dir, RUN_FILES)
+            truncate_metrics(self.run_dir, state["step"])
         elif (self.run_dir / "checkpoint.pt").exists():
             raise CheckpointError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
                                   f"another --run-dir")
@@ -133,8 +188,7 @@ class Trainer:
             # Small layers: thread start-up and OpenMP barriers cost more than they save (measured 2 s vs
             # 36 s for 300 digits-tiny steps on a loaded 2-core machine), so stay on one thread.
             torch.set_num_threads(1)
-        dev = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-        self.device = torch.device(dev)
+        self.device = resolve_device(cfg.device)
         try:
             self.backend = resolve_backend(cfg.kernel, self.device)
         except ValueError as e:
@@ -145,32 +199,57 @@ class Trainer:
             self.enc = ThermometerEncoding.make(self.data.shape, cfg.thresholds)
         except ValueError as e:
             raise ConfigError(f"thresholds: {e}") from None
-        n_classes = len(self.data.classes)
         as_t = lambda s: (torch.from_numpy(s.images).to(self.device), torch.from_numpy(s.labels).to(self.device))
         self.train_x, self.train_y = as_t(self.data.train)
         self.val_x, self.val_y = as_t(self.data.val)
-        if cfg.epochs is not None:
+        self.test_x, self.test_y = as_t(self.data.test)
+        if cfg.epochs is not None and state is None:  # a resumed run keeps the steps it was given (or raised)
             cfg.steps = max(1, math.ceil(cfg.epochs * len(self.train_y) / cfg.batch_size))
+        return state
 
-        self.model = build_model(cfg, self.enc, n_classes).to(self.device)
+    def _resumed_config(self, state: dict, steps: int | None) -> TrainConfig:
+        """The run's saved config, with ``steps`` raised to ``steps`` when that asks for more."""
+        cfg = TrainConfig(**state["config"])
+        if steps and steps < cfg.steps:
+            raise ConfigError(f"--steps {steps} is below this run's {cfg.steps} steps (it is at step "
+                              f"{state['step']}); --resume can only lengthen a run: omit --steps to finish its "
+                              f"{cfg.steps} steps, or give more than {cfg.steps}")
+        if steps and steps > cfg.steps:
+            self.steps_before, cfg.steps = cfg.steps, steps
+            cfg.epochs = None             # the run now ends at a step count, not an epoch count
+        return cfg
+
+    def _setup_model(self, state: dict | None) -> None:
+        """Model, optimizer, generators and counters: fresh (writing the run's files) or from ``state``."""
+        cfg = self.cfg
+        self.model = build_model(cfg, self.enc, len(self.data.classes)).to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.step, self.best, self.elapsed = 0, -1.0, 0.0
-        if self.state is not None:
-            self.model.load_state_dict(self.state["model"])
-            self.opt.load_state_dict(self.state["optimizer"])
-            self.noise_gen.set_state(self.state["noise_rng"].to("cpu") if self.device.type == "cpu"
-                                     else self.state["noise_rng"])
-            self.step, self.best, self.elapsed = self.state["step"], self.state["best"], self.state["elapsed"]
-        else:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            meta = {"code": code_version(), "command": sys.argv, "host": platform.node(),
-                    "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "kernel": self.backend,
-                    "device": str(self.device), "threads": torch.get_num_threads(),
-                    "encoding": self.enc.to_dict(), "dataset_sizes": {
-                        "train": len(self.data.train), "val": len(self.data.val), "test": len(self.data.test)}}
-            atomic_write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2))
+        self.loss_ema = self.acc_ema = None
+        self.saved_step = None           # the step of the checkpoint on disk
+        self._updating = False           # inside an optimizer update (an interrupt there cannot be undone)
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
+            self.noise_gen.set_state(state["noise_rng"])
+            if state.get("torch_rng") is not None:
+                torch.set_rng_state(state["torch_rng"])
+            if state.get("cuda_rng") is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+            self.step, self.best, self.elapsed = state["step"], state["best"], state["elapsed"]
+            self.loss_ema, self.acc_ema = state.get("loss_ema"), state.get("acc_ema")
+            self.saved_step = self.step
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(self.run_dir, RUN_FILES)
+        atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        meta = {"code": code_version(), "command": sys.argv, "host": platform.node(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "kernel": self.backend,
+                "device": str(self.device), "threads": torch.get_num_threads(),
+                "encoding": self.enc.to_dict(), "dataset_sizes": {
+                    "train": len(self.data.train), "val": len(self.data.val), "test": len(self.data.test)}}
+        atomic_write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2))
 
     # -- pieces ------------------------------------------------------------------
     def relaxation(self, step: int, generator=None) -> Relaxation:
@@ -182,8 +261,10 @@ class Trainer:
 
     def _ckpt_state(self) -> dict:
         return {"config": self.cfg.to_dict(), "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "noise_rng": self.noise_gen.get_state(), "step": self.step, "best": self.best,
-                "elapsed": self.elapsed, "encoding": self.enc.to_dict(), "classes": list(self.data.classes),
+                "noise_rng": self.noise_gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
+                "step": self.step, "best": self.best, "elapsed": self.elapsed, "loss_ema": self.loss_ema,
+                "acc_ema": self.acc_ema, "encoding": self.enc.to_dict(), "classes": list(self.data.classes),
                 "dataset": self.cfg.dataset, "code": code_version()}
 
     def save(self, best: bool = False) -> None:
@@ -192,108 +273,108 @@ class Trainer:
         if best:
             st = {k: v for k, v in st.items() if k not in ("optimizer",)}
             save_checkpoint(self.run_dir / "best.pt", st)
+        self.saved_step = self.step
 
-    def _metrics_line(self, rec: dict) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(rec) + "\n")
+    def _evaluate(self, model: LogicNet, x: torch.Tensor, y: torch.Tensor, step: int, seed: int) -> dict:
+        """Train-mode (noise from a generator seeded with ``seed``) and discretized accuracy, gap and gate usage."""
+        from ..netlist.analysis import analyze
+        from .export import from_model
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        acc_train, _ = evaluate(model, x, y, self.enc, self.relaxation(step, gen), self.backend, self.cfg.eval_batch)
+        acc_disc, _ = evaluate(model, x, y, self.enc, Relaxation("hard"), self.backend, self.cfg.eval_batch)
+        usage = analyze(from_model(model, self.enc, self.data.classes)).summary()
+        return {"acc_train_mode": acc_train, "acc_discrete": acc_disc, "gap": acc_train - acc_disc,
+                **{k: usage[k] for k in ("unused_frac", "const_frac", "gates")}}
 
     def validate(self) -> dict:
         """Validation metrics: train-mode and discretized accuracy, gap, unused and constant gates."""
-        from ..netlist.analysis import analyze
-        from .export import from_model
         self.model.eval()
-        eval_gen = torch.Generator(device=self.device).manual_seed(self.cfg.seed * 7919 + self.step)
-        acc_train, _ = evaluate(self.model, self.val_x, self.val_y, self.enc, self.relaxation(self.step, eval_gen),
-                                self.backend, self.cfg.eval_batch)
-        acc_disc, _ = evaluate(self.model, self.val_x, self.val_y, self.enc, Relaxation("hard"), self.backend,
-                               self.cfg.eval_batch)
-        usage = analyze(from_model(self.model, self.enc, self.data.classes)).summary()
+        r = self._evaluate(self.model, self.val_x, self.val_y, self.step, self.cfg.seed * 7919 + self.step)
         self.model.train()
-        return {"step": self.step, "val_acc_train_mode": acc_train, "val_acc_discrete": acc_disc,
-                "gap": acc_train - acc_disc, "unused_frac": usage["unused_frac"],
-                "const_frac": usage["const_frac"], "gates": usage["gates"], "wall_s": round(self.elapsed, 2),
+        return {"step": self.step, "val_acc_train_mode": r["acc_train_mode"], "val_acc_discrete": r["acc_discrete"],
+                "gap": r["gap"], "unused_frac": r["unused_frac"], "const_frac": r["const_frac"], "gates": r["gates"],
+                "wall_s": round(self.elapsed, 2),
                 "noise": noise_at(self.cfg, self.step, self.cfg.steps) if self.cfg.mode != "softmax" else None}
 
     # -- the loop ----------------------------------------------------------------
+    def _one_step(self) -> None:
+        """One optimizer step; on return the state is that after ``self.step`` whole steps."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size).to(self.device)
+        x = self.enc.encode_torch(self.train_x[idx])
+        y = self.train_y[idx]
+        out = self.model(x, self.relaxation(self.step), self.backend)
+        loss = F.cross_entropy(out, y)
+        if not torch.isfinite(loss):
+            ck = self.run_dir / "checkpoint.pt"
+            where = (f"the last good checkpoint is {ck}" if ck.exists() else "no checkpoint was written yet")
+            raise TrainingError(f"loss became {loss.item()} at step {self.step}; {where} "
+                                f"(lower --lr, or raise group_tau)")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._updating = True           # from here until the step is counted, the state is half old, half new
+        self.opt.step()
+        self.step += 1
+        self.elapsed += time.perf_counter() - t0
+        lv, av = loss.item(), (out.argmax(1) == y).float().mean().item()
+        self.loss_ema = lv if self.loss_ema is None else 0.95 * self.loss_ema + 0.05 * lv
+        self.acc_ema = av if self.acc_ema is None else 0.95 * self.acc_ema + 0.05 * av
+        self._updating = False
+
     def train(self) -> dict:
         cfg = self.cfg
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, unit="step", dynamic_ncols=True,
                    desc=f"{cfg.dataset} {cfg.mode}", file=sys.stderr)
         last: dict = {}
-        loss_ema, acc_ema = None, None
-        interrupted = False
-        prev_handler = signal.getsignal(signal.SIGTERM)
-
-        def _term(signum, frame):  # a kill from a scheduler behaves like Ctrl-C: checkpoint, then exit
-            raise KeyboardInterrupt
-        try:
-            signal.signal(signal.SIGTERM, _term)
-        except ValueError:  # not the main thread
-            pass
-        try:
-            self.model.train()
-            while self.step < cfg.steps:
-                t0 = time.perf_counter()
-                idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size).to(self.device)
-                x = self.enc.encode_torch(self.train_x[idx])
-                y = self.train_y[idx]
-                out = self.model(x, self.relaxation(self.step), self.backend)
-                loss = F.cross_entropy(out, y)
-                if not torch.isfinite(loss):
-                    ck = self.run_dir / "checkpoint.pt"
-                    where = (f"the last good checkpoint is {ck}" if ck.exists() else "no checkpoint was written yet")
-                    raise TrainingError(f"loss became {loss.item()} at step {self.step}; {where} "
-                                        f"(lower --lr, or raise group_tau)")
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                self.opt.step()
-                self.step += 1
-                self.elapsed += time.perf_counter() - t0
-                lv, av = loss.item(), (out.argmax(1) == y).float().mean().item()
-                loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
-                acc_ema = av if acc_ema is None else 0.95 * acc_ema + 0.05 * av
-                bar.update(1)
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                    last = self.validate()
-                    last.update(loss=round(loss_ema, 5), train_acc=round(acc_ema, 5))
-                    improved = last["val_acc_discrete"] > self.best
-                    if improved:
-                        self.best = last["val_acc_discrete"]
-                    self._metrics_line(last)
-                    self.save(best=improved)
-                    bar.set_postfix(loss=f"{loss_ema:.3f}", val=f"{100 * last['val_acc_discrete']:.1f}%",
-                                    gap=f"{100 * last['gap']:+.2f}pp", unused=f"{100 * last['unused_frac']:.1f}%")
-                elif self.step % 10 == 0:
-                    bar.set_postfix(loss=f"{loss_ema:.3f}", acc=f"{100 * acc_ema:.1f}%")
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
+        consistent = True               # the state in memory is that after self.step steps, fully recorded
+        with _Interrupts() as stop:
             try:
-                signal.signal(signal.SIGTERM, prev_handler)
-            except ValueError:
-                pass
-        if interrupted:
-            # The state after the last completed step is consistent: save it so --resume continues exactly.
-            self.save(best=not (self.run_dir / "best.pt").exists())
-            raise KeyboardInterrupt
+                self.model.train()
+                while self.step < cfg.steps and stop.signum is None:
+                    noise_before = self.noise_gen.get_state()
+                    self._updating = False
+                    try:
+                        self._one_step()
+                    except KeyboardInterrupt:
+                        # Raised before the update: undo the noise drawn so far and the state is the old one.
+                        consistent = not self._updating
+                        if consistent:
+                            self.noise_gen.set_state(noise_before)
+                        raise
+                    bar.update(1)
+                    if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                        consistent = False      # until this step's record and checkpoint are written
+                        last = self.validate()
+                        last.update(loss=round(self.loss_ema, 5), train_acc=round(self.acc_ema, 5))
+                        improved = last["val_acc_discrete"] > self.best
+                        if improved:
+                            self.best = last["val_acc_discrete"]
+                        append_metric(self.run_dir, last)
+                        self.save(best=improved)
+                        consistent = True
+                        bar.set_postfix(loss=f"{self.loss_ema:.3f}", val=f"{100 * last['val_acc_discrete']:.1f}%",
+                                        gap=f"{100 * last['gap']:+.2f}pp", unused=f"{100 * last['unused_frac']:.1f}%")
+                    elif self.step % 10 == 0:
+                        bar.set_postfix(loss=f"{self.loss_ema:.3f}", acc=f"{100 * self.acc_ema:.1f}%")
+                interrupted = stop.signum is not None
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                bar.close()
+            if interrupted:
+                # Save the state after the last whole step, so --resume continues exactly.  A second signal
+                # stops at once; then only a consistent state is saved, else the last checkpoint stays.
+                if consistent and self.saved_step != self.step:
+                    self.save(best=not (self.run_dir / "best.pt").exists())
+                raise KeyboardInterrupt
         return last
 
     def _recorded_test(self, step: int) -> dict | None:
         """The test record already in metrics.jsonl for the best checkpoint at ``step``, if any."""
-        path = self.run_dir / "metrics.jsonl"
-        if not path.exists():
-            return None
-        found = None
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if rec.get("split") == "test" and rec.get("step") == step:
-                found = rec
-        return found
+        found = [rec for rec in records_of(read_metrics(self.run_dir, required=False), "test") if rec["step"] == step]
+        return found[-1] if found else None
 
     def test(self) -> dict:
         """Evaluate the best checkpoint once on the test split and record it."""
@@ -303,19 +384,9 @@ class Trainer:
             return done              # a resumed run that found no better checkpoint: the test split stays tested once
         model, _ = model_from_state(best)
         model.to(self.device).eval()
-        tx, ty = torch.from_numpy(self.data.test.images).to(self.device), torch.from_numpy(self.data.test.labels).to(self.device)
-        acc_disc, _ = evaluate(model, tx, ty, self.enc, Relaxation("hard"), self.backend, self.cfg.eval_batch)
-        gen = torch.Generator(device=self.device).manual_seed(12345)
-        if self.cfg.mode == "softmax":
-            r = Relaxation("soft")
-        else:
-            r = self.relaxation(best["step"], gen)
-        acc_train, _ = evaluate(model, tx, ty, self.enc, r, self.backend, self.cfg.eval_batch)
-        from ..netlist.analysis import analyze
-        from .export import from_model
-        usage = analyze(from_model(model, self.enc, self.data.classes)).summary()
-        rec = {"split": "test", "step": best["step"], "test_acc_discrete": acc_disc, "test_acc_train_mode": acc_train,
-               "gap": acc_train - acc_disc, **{k: usage[k] for k in ("gates", "unused_frac", "const_frac")},
-               "wall_s": round(self.elapsed, 2)}
-        self._metrics_line(rec)
+        r = self._evaluate(model, self.test_x, self.test_y, best["step"], 12345)
+        rec = {"split": "test", "step": best["step"], "test_acc_discrete": r["acc_discrete"],
+               "test_acc_train_mode": r["acc_train_mode"], "gap": r["gap"],
+               **{k: r[k] for k in ("gates", "unused_frac", "const_frac")}, "wall_s": round(self.elapsed, 2)}
+        append_metric(self.run_dir, rec)
         return rec

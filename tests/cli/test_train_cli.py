@@ -1,5 +1,8 @@
 """The train/info/plot commands, and bad input: one line, non-zero exit, nothing written is lost."""
+import re
+
 import pytest
+import torch
 
 from lgn_fpga.cli import main
 
@@ -35,8 +38,8 @@ def _one_line_error(code, err, pattern):
     assert "Traceback" not in err
     lines = [l for l in err.splitlines() if l.startswith("error")]
     assert len(lines) == 1, err
-    import re
     assert re.search(pattern, lines[0]), lines[0]
+    return lines[0]
 
 
 def test_unknown_dataset(capsys, tmp_path):
@@ -119,3 +122,110 @@ def test_dataset_default_config_only_without_architecture_options(tmp_path, caps
     assert calls[1].connections == "random" and calls[1].layers == 5 and calls[1].width == 400
     err = capsys.readouterr().err
     assert err.count("configs/mnist.yaml (the default for mnist") == 1
+
+
+# -- issue 15: bad numbers, devices and resumes, interrupted runs ----------------------------------------
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """A finished 10-step run."""
+    rd = tmp_path_factory.mktemp("cli") / "r"
+    main(["train", "digits", *TINY, "--steps", "10", "--eval-every", "5", "-o", str(rd)])
+    return rd
+
+
+@pytest.mark.parametrize("args,pattern", [
+    (["--lr", "nan"], r"key 'lr' on the command line must be a finite number, not nan"),
+    (["--lr", "inf"], r"key 'lr' on the command line must be a finite number, not inf"),
+    (["--weight-decay", "nan"], r"key 'weight_decay' on the command line must be a finite number"),
+    (["--epochs", "nan"], r"key 'epochs' on the command line must be a finite number"),
+    (["--noise", "nan"], r"key 'noise' on the command line must be a finite number"),
+    (["--noise-final", "-inf"], r"key 'noise_final' on the command line must be a finite number"),
+    (["--val-size", "inf"], r"key 'val_size' on the command line must be a finite number"),
+    (["--group-tau", "nan"], r"key 'group_tau' on the command line must be a finite number"),
+    (["--set", "gumbel_tau=.nan"], r"key 'gumbel_tau' on the command line must be a finite number"),
+    (["--threads", "100000"], r"key 'threads' on the command line must be at most 1024, not 100000"),
+    (["--device", "gpu"], r"key 'device' on the command line must be auto, cpu, cuda or cuda:N, not 'gpu'"),
+])
+def test_bad_numbers_and_devices(capsys, tmp_path, args, pattern):
+    _one_line_error(*run(capsys, "train", "digits", *TINY, *args, "-o", str(tmp_path / "r"))[::2], pattern)
+    assert not (tmp_path / "r").exists()
+
+
+def test_nan_in_yaml(capsys, tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("dataset: digits\nlr: .nan\n")
+    _one_line_error(*run(capsys, "train", "--config", str(p), "-o", str(tmp_path / "r"))[::2],
+                   r"key 'lr' in .*c.yaml must be a finite number, not nan")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_cuda_without_cuda(capsys, tmp_path):
+    _one_line_error(*run(capsys, "train", "digits", *TINY, "--device", "cuda", "-o", str(tmp_path / "r"))[::2],
+                   r"device 'cuda': (this torch is built without CUDA|no GPU is visible); use --device cpu")
+
+
+def test_resume_missing_run_suggests_what_o_takes(capsys, tmp_path):
+    line = _one_line_error(*run(capsys, "train", "--resume", "-o", str(tmp_path / "missing"))[::2],
+                          r"missing does not exist; --resume -o RUN continues a run directory")
+    assert ".pt" not in line
+
+
+def test_resume_steps_below_the_run(capsys, done):
+    _one_line_error(*run(capsys, "train", "--resume", "-o", str(done), "--steps", "4")[::2],
+                   r"--steps 4 is below this run's 10 steps \(it is at step 10\); --resume can only lengthen a run")
+    code, _, err = run(capsys, "train", "--resume", "-o", str(done))
+    assert code == 0 and "already at its last step 10: nothing left to train" in err
+
+
+def test_export_names_the_target_not_the_temporary(capsys, done):
+    line = _one_line_error(*run(capsys, "export", str(done), "-o", "/proc/m.lgn")[::2], r"/proc/m\.lgn")
+    assert ".tmp" not in line
+
+
+def test_info_plot_report_read_a_cut_off_record(capsys, done, tmp_path):
+    m = done / "metrics.jsonl"
+    before = m.read_bytes()
+    try:
+        m.write_bytes(before + b'{"step": 15, "val_acc')       # a write cut off by a kill
+        for cmd in (["info", str(done)], ["plot", str(done), "-o", str(tmp_path / "c.png")], ["report", str(done)]):
+            code, out, err = run(capsys, *cmd)
+            assert code == 0, err
+        m.write_bytes(b"garbage\n" + before)
+        for cmd in (["info", str(done)], ["report", str(done)]):
+            _one_line_error(*run(capsys, *cmd)[::2], r"metrics.jsonl: line 1 is not a metrics record")
+    finally:
+        m.write_bytes(before)
+
+
+def test_interrupt_message_names_the_saved_step(capsys, tmp_path, monkeypatch):
+    import signal
+    from lgn_fpga.train import loop as L
+    real = L.batch_indices
+
+    def sigint_at_7(seed, step, n, batch):
+        if step == 7:
+            signal.raise_signal(signal.SIGINT)
+        return real(seed, step, n, batch)
+    monkeypatch.setattr(L, "batch_indices", sigint_at_7)
+    code, _, err = run(capsys, "train", "digits", *TINY, "--steps", "20", "--eval-every", "5", "-o",
+                       str(tmp_path / "r"))
+    assert code == 130 and "interrupted at step 8; checkpoint at step 8 saved. Continue with: lgn-fpga train " \
+                           f"--resume -o {tmp_path / 'r'}" in err
+
+
+def test_second_interrupt_message_names_the_kept_checkpoint(capsys, tmp_path, monkeypatch):
+    import signal
+    real, calls = torch.optim.AdamW.step, []
+
+    def twice_in_update_13(self, *a, **k):
+        out = real(self, *a, **k)
+        calls.append(1)
+        if len(calls) == 13:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+        return out
+    monkeypatch.setattr(torch.optim.AdamW, "step", twice_in_update_13)
+    code, _, err = run(capsys, "train", "digits", *TINY, "--steps", "20", "--eval-every", "5", "-o",
+                       str(tmp_path / "r"))
+    assert code == 130 and "interrupted at step 12; checkpoint at step 10 kept (stopped inside a step" in err
