@@ -21,7 +21,8 @@ from lgn_fpga.netlist.evaluate import available_backends, predict
 from lgn_fpga.train.export import from_run
 from lgn_fpga.netlist.passes import optimize
 from lgn_fpga.train.checkpoint import load_checkpoint
-from lgn_fpga.train.loop import evaluate, model_from_state
+from lgn_fpga.train.loop import evaluate
+from lgn_fpga.train.model import model_from_state
 from lgn_fpga.train.model import Relaxation
 
 

@@ -27,7 +27,7 @@ def from_model(model, encoding: ThermometerEncoding, class_names=None, meta=None
 def from_run(path, prefer: str = "best.pt") -> Netlist:
     """Netlist of a run directory (its ``best.pt`` by default) or a checkpoint file."""
     from .checkpoint import load_checkpoint
-    from .loop import model_from_state
+    from .model import model_from_state
     state = load_checkpoint(path, prefer)
     model, enc = model_from_state(state)
     meta = {"source": state["path"], "step": state["step"], "dataset": state["config"].get("dataset"),

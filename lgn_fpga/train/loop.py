@@ -35,9 +35,9 @@ from ..fileio import remove_stale_temporaries
 from .checkpoint import RUN_FILES, atomic_write_text, load_checkpoint, load_resume_state, save_checkpoint
 from .config import TrainConfig, noise_at
 from .metrics import append_metric, read_metrics, records_of, truncate_metrics
-from .model import LogicNet, Relaxation
+from .model import LogicNet, Relaxation, build_model, model_from_state
 
-__all__ = ["Trainer", "build_model", "model_from_state", "evaluate", "code_version", "batch_indices"]
+__all__ = ["Trainer", "evaluate", "code_version", "batch_indices"]
 
 
 SMALL_WORK = 1 << 20  # neurons x batch of the widest layer below which one thread is fastest
@@ -57,30 +57,6 @@ def code_version() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return out
-
-
-def build_model(cfg: TrainConfig, enc: ThermometerEncoding, n_classes: int) -> LogicNet:
-    widths = cfg.widths_list()
-    if widths[-1] % n_classes:
-        raise ConfigError(f"the last layer's width ({widths[-1]}) must be a multiple of the {n_classes} classes")
-    try:
-        return LogicNet(enc.n_bits, widths, n_classes, tau=cfg.group_tau, connections=cfg.connections, init=cfg.init,
-                        residual_logit=cfg.residual_logit, seed=cfg.seed, grid=enc.shape[1:], window=cfg.window)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-
-
-def model_from_state(state: dict):
-    """Rebuild the model and encoding stored in a checkpoint dict."""
-    try:
-        cfg = TrainConfig(**state["config"])
-        enc = ThermometerEncoding.from_dict(state["encoding"])
-        model = build_model(cfg, enc, len(state["classes"]))
-        model.load_state_dict(state["model"])
-    except (TypeError, KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{state.get('path', 'checkpoint')} does not match its own config "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    return model, enc
 
 
 def batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:

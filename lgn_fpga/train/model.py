@@ -22,11 +22,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.encoding import ThermometerEncoding
+from ..errors import CheckpointError, ConfigError
 from ..gates import NUM_GATES, PASS_A, torch_coeffs
 from ..kernels import logic_layer
+from .config import TrainConfig
 from .wiring import SCHEMES, check_window, input_sites, layer_sites, local_connections
 
-__all__ = ["Relaxation", "LogicLayer", "GroupSum", "LogicNet", "make_connections", "gumbel_noise", "MODES"]
+__all__ = ["Relaxation", "LogicLayer", "GroupSum", "LogicNet", "make_connections", "gumbel_noise", "MODES", "build_model",
+           "model_from_state"]
 
 MODES = ("softmax", "gumbel-ste")
 
@@ -211,3 +215,27 @@ class LogicNet(nn.Module):
     @property
     def n_gates(self) -> int:
         return sum(l.out_dim for l in self.layers)
+
+
+def build_model(cfg: TrainConfig, enc: ThermometerEncoding, n_classes: int) -> LogicNet:
+    widths = cfg.widths_list()
+    if widths[-1] % n_classes:
+        raise ConfigError(f"the last layer's width ({widths[-1]}) must be a multiple of the {n_classes} classes")
+    try:
+        return LogicNet(enc.n_bits, widths, n_classes, tau=cfg.group_tau, connections=cfg.connections, init=cfg.init,
+                        residual_logit=cfg.residual_logit, seed=cfg.seed, grid=enc.shape[1:], window=cfg.window)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def model_from_state(state: dict):
+    """Rebuild the model and encoding stored in a checkpoint dict."""
+    try:
+        cfg = TrainConfig(**state["config"])
+        enc = ThermometerEncoding.from_dict(state["encoding"])
+        model = build_model(cfg, enc, len(state["classes"]))
+        model.load_state_dict(state["model"])
+    except (TypeError, KeyError, RuntimeError, ValueError) as e:
+        raise CheckpointError(f"{state.get('path', 'checkpoint')} does not match its own config "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    return model, enc

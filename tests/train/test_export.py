@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 def torch_counts(run, images):
     """Class counts of the discretized model (GroupSum before its division by tau)."""
     from lgn_fpga.train.checkpoint import load_checkpoint
-    from lgn_fpga.train.loop import model_from_state
+    from lgn_fpga.train.model import model_from_state
     from lgn_fpga.train.model import Relaxation
     model, enc = model_from_state(load_checkpoint(run, "best.pt"))
     model.group.tau = 1.0
