@@ -81,7 +81,9 @@ def _default_run_dir(cfg) -> Path:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped "
               "(--steps may raise its total).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **overrides):
+@click.option("--board", help="Size the network for this board (e.g. ulx3s, icebreaker): the gates per layer that "
+              "its fit estimate says will fit and route; the rest of the recipe as without it.")
+def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, board, **overrides):
     """Train a logic gate network on DATASET (digits, mnist, fashion-mnist, cifar10;
     default: the --config file's dataset, else digits).
 
@@ -135,6 +137,8 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
             cfg.steps = 0
     else:
         cfg = resolve_config(ydict, cli, source=str(config_path or "config"))
+        if board:
+            cfg = _size_for_board(board, ydict, cli, set_keys, config_path, cfg)
     rd = Path(run_dir) if run_dir else _default_run_dir(cfg)
     t = Trainer(cfg, rd, resume=resume, progress=not quiet)
     c = t.cfg
@@ -165,6 +169,27 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
                f"{100 * rec['gap']:+.2f} pp, unused gates {100 * rec['unused_frac']:.1f}%, constant gates "
                f"{100 * rec['const_frac']:.1f}%, {rec['gates']} gates, {t.elapsed:.0f} s training")
     click.echo(f"run directory: {rd}")
+
+
+def _size_for_board(board_name, ydict, cli, set_keys, config_path, cfg):
+    """``cfg`` with the gates per layer that ``board_name`` holds (:func:`lgn_fpga.fpga.fit.size_width`)."""
+    from ..data.datasets import load
+    from ..fpga.boards import load_board
+    from ..fpga.fit import ROUTABLE_FILL, size_width, trained_gates_for
+    from ..train.config import resolve_config
+    given = sorted({"width", "widths"} & (set(cli) | set(set_keys)))
+    if given:
+        raise ConfigError(f"--board sizes the network's width: drop --{given[0]} (or --board)")
+    board = load_board(board_name)
+    layers = len(cfg.widths_list())
+    n_classes = len(load(cfg.dataset, cfg.data_dir, cfg.val_size).classes)
+    width = size_width(board, layers, n_classes)
+    sized = resolve_config({k: v for k, v in ydict.items() if k != "widths"}, {**cli, "width": width, "layers": layers},
+                           source=str(config_path or "config"))
+    click.echo(f"sized for {board.name}: {layers} x {width:,} gates ({layers * width:,} trained; "
+               f"{trained_gates_for(board):,} fill the {100 * ROUTABLE_FILL[board.family]:.0f} % of its "
+               f"{board.budget['lut']:,} LUTs that routes, lgn_fpga/fpga/fit.py)", err=True)
+    return sized
 
 
 @click.command()

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from .boards import Board
 from .flow import BuildError
 
-__all__ = ["FitEstimate", "FitError", "check_fit", "estimate", "io_estimate", "frame_buffer_bits"]
+__all__ = ["FitEstimate", "FitError", "check_fit", "estimate", "io_estimate", "frame_buffer_bits", "size_width",
+           "trained_gates_for", "TRAINED_GATE_COST", "ROUTABLE_FILL"]
 
 
 class FitError(BuildError):
@@ -115,3 +116,33 @@ def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True
         raise FitError(f"model does not fit {board.name} ({board.device}): {parts}. Use a larger board, "
                        f"a smaller model, or --no-fit-check to try anyway")
     return est
+
+
+# -- sizing a network for a board before training (`lgn-fpga train DATASET --board B`) ---------------------
+# Measured LUT4 per *trained* gate (iCE40: logic cells), the shipped recipes after `export`, built with the
+# board's default options (README, "FPGA builds"): ECP5 CIFAR-10 4 x 8,000 -> 31,588 LUT4 (0.99), MNIST
+# 4 x 8,000 -> 25,584 (0.80); iCE40 digits-tiny 3 x 700 -> 3,582 logic cells (1.71).
+TRAINED_GATE_COST = {"ecp5": 1.0, "ice40": 1.7}
+# The share of the device's LUTs a design may fill: on ECP5 what routes with YoWASP on 2 cores well inside
+# 30 minutes (the 31,588-LUT CIFAR-10 build, 38 %, took 14.5 min; docs/routing.md); the small iCE40 dies
+# route nearly full (the demo: 68 %).
+ROUTABLE_FILL = {"ecp5": 0.38, "ice40": 0.70}
+
+
+def trained_gates_for(board: Board) -> int:
+    """Trained gates (before `export`) a network for ``board`` may have: the budget the router can take."""
+    f = board.family
+    return max(int((ROUTABLE_FILL[f] * board.budget["lut"] - _IO_LUT[f]) / TRAINED_GATE_COST[f]), 0)
+
+
+def size_width(board: Board, layers: int, n_classes: int) -> int:
+    """Gates per layer of a ``layers``-deep network sized for ``board`` (a multiple of ``n_classes``).
+
+    Raises :class:`FitError` when not even ``n_classes`` gates per layer fit.
+    """
+    total = trained_gates_for(board)
+    width = total // max(layers, 1) // n_classes * n_classes
+    if width < n_classes:
+        raise FitError(f"{board.name} holds about {total:,} trained gates: too few for {layers} layers of "
+                       f"{n_classes} classes; use fewer --layers or a larger board")
+    return width

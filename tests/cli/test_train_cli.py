@@ -229,3 +229,24 @@ def test_second_interrupt_message_names_the_kept_checkpoint(capsys, tmp_path, mo
     code, _, err = run(capsys, "train", "digits", *TINY, "--steps", "20", "--eval-every", "5", "-o",
                        str(tmp_path / "r"))
     assert code == 130 and "interrupted at step 12; checkpoint at step 10 kept (stopped inside a step" in err
+
+
+def test_board_sizes_the_width(capsys, tmp_path):
+    import yaml
+
+    from lgn_fpga.fpga.boards import load_board
+    from lgn_fpga.fpga.fit import size_width, trained_gates_for
+    b = load_board("icebreaker")
+    code, _, err = run(capsys, "train", "digits", "--board", "icebreaker", "--layers", "3", "--thresholds", "1",
+                       "--kernel", "reference", "--steps", "2", "--eval-every", "2", "--quiet", "-o", str(tmp_path / "r"))
+    assert code == 0, err
+    cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    width = size_width(b, 3, 10)
+    assert cfg["layers"] == 3 and cfg["width"] == width and cfg.get("widths") in (None, [width] * 3)
+    assert 3 * width <= trained_gates_for(b) < 3 * (width + 10) + 10 and width % 10 == 0
+    assert f"sized for icebreaker: 3 x {width:,} gates" in err
+    code, _, err = run(capsys, "train", "digits", "--board", "icebreaker", "--width", "100", "-o", str(tmp_path / "x"))
+    _one_line_error(code, err, r"--board sizes the network's width: drop --width")
+    code, _, err = run(capsys, "train", "digits", "--board", "icestick", "--layers", "40", "-o", str(tmp_path / "y"))
+    _one_line_error(code, err, r"icestick holds about 291 trained gates: too few for 40 layers")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
