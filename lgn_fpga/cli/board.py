@@ -84,7 +84,7 @@ def _board_names():
 
 @click.command("build")
 @click.argument("model", required=False, type=click.Path())
-@click.option("-b", "--board", required=True, help="Board name (see boards/*.yaml) or a board YAML file.")
+@click.option("-b", "--board", required=True, help="Board name (see lgn_fpga/boards/*.yaml) or a board YAML file.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
               help="Build directory (default build/<board>); keeps build_top.sh and rerun.sh for manual reruns.")
 @click.option("--baud", type=click.IntRange(min=300), help="UART rate (default: the board file's: the highest rate its "

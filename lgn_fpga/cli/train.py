@@ -73,7 +73,7 @@ def _default_run_dir(cfg) -> Path:
 
 @click.command()
 @click.argument("dataset", required=False)
-@click.option("-c", "--config", "config_path", help="Recipe YAML: a path or a name in configs/ (e.g. digits-tiny).")
+@click.option("-c", "--config", "config_path", help="Recipe YAML: a path or a name in lgn_fpga/configs/ (e.g. digits-tiny).")
 @_add_overrides
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Dataset folder (default: $LGN_FPGA_DATA, "
@@ -98,7 +98,7 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     Examples:
       lgn-fpga train digits --config digits-tiny
       lgn-fpga train mnist --config mnist-s --mode softmax --steps 2000
-      lgn-fpga train cifar10 --config configs/cifar10-s.yaml --recipe seed
+      lgn-fpga train cifar10 --config cifar10-s --recipe seed
       lgn-fpga train --resume -o runs/mnist-scaled-20261128-101500 --steps 10000
     """
     from ..train.config import load_yaml, resolve_config

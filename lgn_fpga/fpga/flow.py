@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LgnError
+from ..resources import FLOWS, package_dir
 from .boards import Board
 
 __all__ = ["BuildError", "BuildTimeout", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
@@ -60,7 +61,7 @@ def _env_var(tool: str) -> str:
 
 
 def flows_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "flows"
+    return package_dir(FLOWS)
 
 
 def flow_options(family: str, path=None) -> dict:

@@ -12,7 +12,6 @@ import json
 import math
 import platform
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from .. import __version__
+from ..version import code_version
 from ..data.datasets import DataBundle, load
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError, TrainingError
@@ -34,22 +33,6 @@ __all__ = ["Trainer", "build_model", "model_from_state", "evaluate", "code_versi
 
 
 SMALL_WORK = 1 << 20  # neurons x batch of the widest layer below which one thread is fastest
-
-
-def code_version() -> dict:
-    """Package version and, when run from a git checkout, the commit (+dirty flag)."""
-    out = {"lgn_fpga": __version__, "python": platform.python_version(), "torch": torch.__version__}
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-        if commit:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            out["git_commit"] = commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def build_model(cfg: TrainConfig, enc: ThermometerEncoding, n_classes: int) -> LogicNet:
