@@ -116,10 +116,12 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
     from ..fpga.flow import BuildError, plan_build, resolve_tools, run_build, write_plan
     from ..fpga.report import collect, lut_summary, write_report
     from ..netlist.format import load
+    from .netlist import echo_optimization_note
 
     b = load_board(board)
     path = _find_model(model, click.echo)
     net = load(path)
+    echo_optimization_note(net, path)
     out = Path(out_dir or Path("build") / b.name)
     fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=count_tables)
     click.echo(f"{path}: {net.n_gates:,} gates, {net.depth} layers, {net.n_classes} classes; "

@@ -174,7 +174,11 @@ def _read_metrics(run: Path) -> list[dict]:
 @click.command()
 @click.argument("run", type=click.Path())
 def info(run):
-    """Summarize a run directory: config, progress, best validation and test accuracy, gate usage."""
+    """Summarize a run directory (config, progress, best validation and test accuracy, gate usage) or a .lgn
+    netlist (origin, size, whether the passes ran)."""
+    from .netlist import describe_netlist, is_netlist
+    if is_netlist(run) and not Path(run).is_dir():
+        return describe_netlist(run)
     from ..train.checkpoint import load_checkpoint
     run = Path(run)
     st = load_checkpoint(run, "checkpoint.pt")
