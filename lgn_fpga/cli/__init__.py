@@ -21,6 +21,7 @@ COMMANDS = {
     "plot": "lgn_fpga.cli.train:plot",
     "report": "lgn_fpga.cli.report:report",
     "export": "lgn_fpga.cli.netlist:export",
+    "import": "lgn_fpga.cli.netlist:import_cmd",
     "eval": "lgn_fpga.cli.netlist:eval_cmd",
     "stats": "lgn_fpga.cli.netlist:stats",
     "hdl": "lgn_fpga.cli.hdl:hdl",

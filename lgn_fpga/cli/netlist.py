@@ -196,3 +196,60 @@ def stats(model, stages, as_json, no_optimize):
     net = _load_model(model, optimize=not no_optimize)
     s = summarize(net, stages)
     click.echo(json.dumps(s, indent=1) if as_json else format_summary(s))
+
+
+@click.group("import")
+def import_cmd():
+    """Bring a model trained elsewhere in as a netlist (.lgn)."""
+
+
+@import_cmd.command("difflogic")
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Netlist file to write (.lgn).")
+@click.option("-d", "--dataset", default="mnist", show_default=True,
+              help="The dataset it was trained on: image shape, class names, and the default of eval/stream.")
+@click.option("--thresholds", type=click.IntRange(1, 255),
+              help="difflogic's binarization x > (i+1)/(k+1) with k thresholds (its CIFAR-10 setting); "
+                   "default: x.round() (its MNIST setting).")
+@click.option("--seed", type=int, help="For a state_dict: the torch.manual_seed the model was built after.")
+@click.option("--connections", default="random", show_default=True,
+              help="For a state_dict: difflogic's connections= (random or unique) of every layer, or one per layer "
+                   "separated by commas (random,unique,random).")
+@click.option("--built-on", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="For a state_dict: the device= the model was built with (where its weights were drawn).")
+@click.option("--no-optimize", is_flag=True, help="Keep the raw network (the argmax gate of every neuron).")
+def import_difflogic(ckpt, output, dataset, thresholds, seed, connections, built_on, no_optimize):
+    """A difflogic model CKPT (pickled module or state_dict) -> netlist.
+
+    \b
+    Every neuron becomes its argmax gate, GroupSum's contiguous blocks the
+    classes, the input binarization integer thresholds; then the passes run
+    (unless --no-optimize).  It says where the wiring came from: the pickled
+    module, or regenerated from --seed with difflogic's connection code.
+    """
+    from ..data.datasets import SHAPES, class_names
+    from ..netlist.format import save
+    from ..netlist.passes import optimize
+    from ..train.difflogic import difflogic_encoding, read_difflogic, to_netlist
+    classes = class_names(dataset)
+    enc, perm = difflogic_encoding(SHAPES[dataset], thresholds or "round")
+    kinds = connections.split(",")
+    if any(k not in ("random", "unique") for k in kinds):
+        raise click.BadParameter(f"must be random or unique, or a comma-separated list of them, not {connections!r}",
+                                 param_hint="'--connections'")
+    model = read_difflogic(ckpt, in_dim=enc.n_bits, seed=seed, connections=kinds if len(kinds) > 1 else kinds[0],
+                           built_on=built_on)
+    if model.k is not None and model.k != len(classes):
+        raise LgnError(f"{ckpt}: GroupSum has k={model.k} classes, {dataset} has {len(classes)}; pass --dataset")
+    net = to_netlist(model, enc, perm, len(classes), classes,
+                     meta={"dataset": dataset, "imported_from": f"difflogic {Path(ckpt).name}",
+                           "wiring": model.wiring, "binarization": f"{thresholds} thresholds" if thresholds
+                           else "round"})
+    click.echo(f"{ckpt}: {len(model.widths)} difflogic layers {model.widths}, wiring {model.wiring}")
+    click.echo(f"input: {enc.n_bits} bits, thresholds {list(enc.thresholds[0])} (bit = byte > threshold)")
+    raw = net.n_gates
+    if not no_optimize:
+        net, _ = optimize(net)
+    path = save(net, output)
+    click.echo(f"wrote {path}: {raw:,} gates imported, {net.n_gates:,} after the passes, hash "
+               f"{net.content_hash()[:16]}")

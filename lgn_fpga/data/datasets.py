@@ -42,7 +42,7 @@ from ..ccompile import cache_root
 from ..errors import DataError
 from ..fileio import atomic_write_bytes
 
-__all__ = ["Split", "DataBundle", "load", "DATASETS", "data_dirs", "read_idx"]
+__all__ = ["Split", "DataBundle", "load", "DATASETS", "SHAPES", "class_names", "data_dirs", "read_idx"]
 
 
 @dataclass
@@ -390,6 +390,19 @@ DATASETS = {
     "fashion-mnist": (lambda dd: _load_idx("fashion-mnist", dd), 5000),
     "cifar10": (_load_cifar, 5000),
 }
+
+
+#: image shape of every dataset, known without reading it
+SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def class_names(name: str) -> list:
+    """The class names of a dataset, without reading it."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name in _IDX_SOURCES:
+        return list(_IDX_SOURCES[name]["classes"])
+    return list(_CIFAR_CLASSES) if name == "cifar10" else [str(i) for i in range(10)]
 
 
 def load(name: str, data_dir=None, val_size=None) -> DataBundle:
