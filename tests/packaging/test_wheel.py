@@ -28,12 +28,7 @@ def _run(cmd, cwd, env, timeout=300):
     return r.stdout + r.stderr
 
 
-@pytest.fixture(scope="module")
-def fresh(tmp_path_factory):
-    """(python, lgn-fpga, work folder, env) of a fresh venv holding only the wheel built from this checkout."""
-    tmp = tmp_path_factory.mktemp("wheel")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-    env["LGN_FPGA_CACHE"] = str(tmp / "cache")          # the C kernel compiles afresh from the wheel's source
+def _build_wheel(tmp, env) -> Path:
     out = _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(ROOT), "-w", str(tmp / "dist")],
                tmp, env)
     wheels = list((tmp / "dist").glob("lgn_fpga-*.whl"))
@@ -43,15 +38,29 @@ def fresh(tmp_path_factory):
               "lgn_fpga/kernels/logic_cpu.c", "lgn_fpga/sim/verilator_harness.cpp"):
         assert f in names, f"{f} is not in the wheel"
     assert wheels[0].name.startswith(f"lgn_fpga-{lgn_fpga.__version__}-")
+    return wheels[0]
 
+
+@pytest.fixture(scope="module", params=["pip wheel", "pip install"])
+def fresh(request, tmp_path_factory):
+    """(python, lgn-fpga, work folder, env) of a fresh venv holding only lgn-fpga as built from this checkout:
+    by `pip wheel .` then installing that wheel, or by `pip install .` (not editable)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    # the C kernel compiles afresh from the installed source (once: both ways install the same file)
+    env["LGN_FPGA_CACHE"] = str(tmp_path_factory.getbasetemp() / "wheel-test-cache")
     vdir = tmp / "venv"
     venv.EnvBuilder(with_pip=False).create(vdir)
     py = vdir / "bin" / "python"
     site = Path(_run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], tmp, env).strip())
     deps = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
     (site / "_test_deps.pth").write_text("".join(d + "\n" for d in sorted(deps)))
-    _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
-          str(wheels[0])], tmp, env)
+    if request.param == "pip wheel":
+        wheel = _build_wheel(tmp, env)
+        _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "--no-index", "-q",
+              str(wheel)], tmp, env)
+    else:
+        _run([sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(ROOT)], tmp, env)
     work = tmp / "elsewhere"
     work.mkdir()
     where = _run([str(py), "-c", "import lgn_fpga; print(lgn_fpga.__file__)"], work, env).strip()
