@@ -270,8 +270,8 @@ def _try_download(name, dirs, fetch, files_text, subdir):
         except OSError as e:
             reason = f"download failed: {e}"
     where = " or ".join(str(d / subdir) for d in dirs)
-    raise DataError(f"{name} not found ({reason}); put {files_text} in {where}, "
-                    f"or point --data-dir / LGN_FPGA_DATA at a folder that holds {subdir}/")
+    raise DataError(f"{name} not found ({reason}); put {files_text} in {where} (or directly in the folder), "
+                    f"or point --data-dir / LGN_FPGA_DATA at a folder that holds {subdir}/ or the files")
 
 
 # -- CIFAR-10 ---------------------------------------------------------------------

@@ -271,3 +271,20 @@ def test_checksum_verdict_is_cached_by_size_and_mtime(official, real_data_dir, m
     (official / "m" / MNIST_FILES[3]).write_bytes((real_data_dir / "mnist" / MNIST_FILES[3]).read_bytes())
     D.load("mnist", official / "m")
     assert hashed == [10008]                            # the new file (same content) is hashed once
+
+
+@pytest.mark.data
+def test_train_with_a_flat_data_dir_is_checked(official, real_data_dir, monkeypatch, capsys):
+    """`lgn-fpga train fashion-mnist --data-dir DIR` with MNIST's files flat in DIR: one line naming the file
+    (it used to pass DIR over and look for another copy)."""
+    from lgn_fpga.cli import main
+    monkeypatch.setenv("LGN_FPGA_DATA", str(real_data_dir))
+    _link(real_data_dir / "mnist", official / "flat", MNIST_FILES)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "fashion-mnist", "--data-dir", str(official / "flat"), "-o", str(official / "run"),
+              "--quiet"])
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("error")]
+    assert e.value.code != 0 and len(lines) == 1 and "Traceback" not in err
+    assert "flat/train-images-idx3-ubyte.gz: not the official Fashion-MNIST" in lines[0]
+    assert not (official / "run").exists()
