@@ -131,3 +131,22 @@ def test_state_dict_without_a_seed_is_one_line(difflogic, tmp_path, capsys):
     code, out, err = _cli(capsys, "import", "difflogic", tmp_path / "m.pt", "-o", tmp_path / "m.lgn",
                           "--dataset", "digits")
     assert code != 0 and "check --dataset and --thresholds" in err
+
+
+def test_state_dict_of_a_model_built_on_cuda(difflogic, tmp_path, capsys, monkeypatch):
+    """device='cuda' draws the weights from the CUDA generator, the wiring from the CPU one: emulated here by
+    drawing difflogic's torch.randn from a generator of its own while the model is built."""
+    other = torch.Generator().manual_seed(123)
+    randn = torch.randn
+    monkeypatch.setattr(torch, "randn", lambda *s, device=None, **k: randn(*s, generator=other, **k))
+    torch.manual_seed(5)
+    model = _net(difflogic, 784, [1600, 1200, 1000], 10, ["unique", "random", "random"])
+    monkeypatch.setattr(torch, "randn", randn)
+    torch.save(model.state_dict(), tmp_path / "sd.pt")
+    images = _images((1, 28, 28), seed=2)
+    want = _difflogic_classes(model, images, None)
+    code, out, err = _cli(capsys, "import", "difflogic", tmp_path / "sd.pt", "-o", tmp_path / "m.lgn",
+                          "--seed", "5", "--connections", "unique,random,random")     # --built-on cuda: the default
+    assert code == 0, err
+    assert "weights drawn on cuda" in out
+    assert (predict(load(tmp_path / "m.lgn"), images) == want).all()
