@@ -49,7 +49,7 @@ def cli():
 
     \b
     Typical flow:
-      lgn-fpga train digits --config digits-tiny             # -> runs/<name>/
+      lgn-fpga train digits --config digits-tiny                # -> runs/<name>/
       lgn-fpga export runs/<name> -o model.lgn                  # optimized netlist
       lgn-fpga build model.lgn --board icebreaker               # bitstream + report
       lgn-fpga flash --board icebreaker; lgn-fpga stream --port /dev/ttyUSB1
