@@ -51,7 +51,7 @@ demo: venv sysdeps
 	rm -rf $(DEMO_RUN) $(DEMO_OUT)
 	$(LGN) train digits --config digits-tiny -o $(DEMO_RUN)
 	$(LGN) export $(DEMO_RUN) -o $(DEMO_OUT)/model.lgn
-	$(PY) -m sim $(DEMO_OUT)/model.lgn --build-dir $(DEMO_OUT)/sim --board icebreaker
+	$(PY) -m lgn_fpga.sim $(DEMO_OUT)/model.lgn --build-dir $(DEMO_OUT)/sim --board icebreaker
 	$(LGN) build $(DEMO_OUT)/model.lgn --board icebreaker -o $(DEMO_OUT)/icebreaker
 	$(LGN) report $(DEMO_RUN) --model $(DEMO_OUT)/model.lgn --sim $(DEMO_OUT)/sim --build $(DEMO_OUT)/icebreaker
 
@@ -60,7 +60,7 @@ MODEL ?= $(DEMO_OUT)/model.lgn
 SIM_ARGS ?=
 sim: venv sysdeps
 	@test -f $(MODEL) || { echo "error: $(MODEL) not found; run 'make demo' first or pass MODEL=path/to/model.lgn"; exit 2; }
-	$(PY) -m sim $(MODEL) $(SIM_ARGS)
+	$(PY) -m lgn_fpga.sim $(MODEL) $(SIM_ARGS)
 
 bench: venv
 	$(PY) bench/kernels.py

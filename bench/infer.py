@@ -17,9 +17,10 @@ Rows (every one on one thread):
                  reference kernel), ``torch.set_num_threads(1)``: how training evaluates
                  the discretized network
 
-Every row starts from uint8 images (encoding included).  Images are the MNIST
-test set when ``$LGN_FPGA_DATA`` has it, else random bytes (speed does not
-depend on the data).  The last column checks that each row's predictions
+Every row starts from uint8 images (encoding included).  Images are the test
+set of the dataset the model was trained on (its ``meta["dataset"]``; MNIST for
+the random MNIST-shaped model), or of ``--dataset``, else random bytes when the
+data is not there (speed does not depend on the data; the header says which).  The last column checks that each row's predictions
 equal the reference's on the images both saw.  A second table times writing
 and loading a 1,000,000-gate ``.lgn`` file.
 
@@ -65,18 +66,28 @@ def mnist_shaped(layers: int, width: int, seed: int = 0, n_in: int = 784, classe
         a.append(c[:width])
         b.append(c[width:])
         prev = width
-    return Netlist.from_layered(enc, ops, a, b, classes, meta={"source": f"random {layers}x{width}"})
+    meta = {"source": f"random {layers}x{width}"} | ({"dataset": "mnist"} if n_in == 784 else {})
+    return Netlist.from_layered(enc, ops, a, b, classes, meta=meta)
 
 
-def images_for(net: Netlist, n: int) -> np.ndarray:
-    if tuple(net.encoding.shape) == (1, 28, 28):
-        try:
-            from lgn_fpga.data.datasets import load as load_data
-            test = load_data("mnist").test.images
-            return np.resize(test.reshape(len(test), -1), (n, 784))
-        except Exception:
-            pass
-    return np.random.default_rng(1).integers(0, 256, (n, net.encoding.image_bytes), dtype=np.uint8)
+def images_for(net: Netlist, n: int, dataset: str | None = None) -> tuple[np.ndarray, str]:
+    """``n`` images (test images of ``dataset``, else of the model's own dataset, repeated) and what they are."""
+    from lgn_fpga.data.datasets import load as load_data
+    from lgn_fpga.errors import DataError
+    name = dataset or net.meta.get("dataset")
+    rand = np.random.default_rng(1).integers(0, 256, (n, net.encoding.image_bytes), dtype=np.uint8)
+    if not name:
+        return rand, "random bytes (the model names no dataset; pass --dataset)"
+    try:
+        test = load_data(name).test.images
+    except DataError as e:
+        if dataset:
+            raise SystemExit(f"error: {e}")
+        return rand, f"random bytes ({name} is not available: {e})"
+    if tuple(test.shape[1:]) != tuple(net.encoding.shape):
+        raise SystemExit(f"error: {name} images are {'x'.join(map(str, test.shape[1:]))}, the model takes "
+                         f"{'x'.join(map(str, net.encoding.shape))}; pass the --dataset it was trained on")
+    return np.resize(test.reshape(len(test), -1), (n, net.encoding.image_bytes)), f"the {name} test set"
 
 
 def best_rate(fn, n: int, repeats: int, budget_s: float = 20.0):
@@ -155,6 +166,7 @@ def _timed(fn) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", help=".lgn file to time instead of the random MNIST-shaped netlist")
+    ap.add_argument("--dataset", help="images to time on (default: the model's own dataset, from its meta)")
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--width", type=int, default=8000)
     ap.add_argument("--lanes", default=str(cbackend.DEFAULT_LANES), help="C word widths to time, e.g. 1,4,8")
@@ -168,7 +180,7 @@ def main():
     net = load(args.model) if args.model else mnist_shaped(args.layers, args.width)
     opt, _ = optimize(net)
     n_c = args.images
-    imgs = images_for(net, n_c)
+    imgs, images_what = images_for(net, n_c, args.dataset)
     n_np, n_ref, n_torch = min(n_c, 20_000), min(n_c, 1_000), min(n_c, 5_000)
 
     try:
@@ -181,6 +193,7 @@ def main():
     print(f"# model: {net.meta.get('source', args.model)}: {net.n_gates:,} gates {[len(l) for l in net.layers]}, "
           f"{net.n_inputs} inputs, {net.n_classes} classes; {reach:,} gates reach an output (what C computes); "
           f"optimized: {opt.n_gates:,} gates")
+    print(f"# images: {images_what}")
 
     ref_pred = ev.predict(net, imgs[:n_ref], backend="reference")
     rows = []

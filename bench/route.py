@@ -12,7 +12,7 @@ table shows what a user would want to know before waiting for a build:
 * router progress (router2's overused wires per iteration, against time), drawn with ``--plot``;
 * Fmax from nextpnr's report, and whether the board clock is met.
 
-Variants (``--variants``, comma-separated; each is a set of build options on top of flows/<family>.yaml):
+Variants (``--variants``, comma-separated; each is a set of build options on top of lgn_fpga/flows/<family>.yaml):
 
 ``default``      what ``lgn-fpga build`` does (flow file, the board's default stages and count tables)
 ``stages1``, ``stages2``  one / two gate layers per register stage (abc9 packs gate(gate, gate) into one LUT4)

@@ -23,6 +23,25 @@ def test_infer_quick_rows_agree():
     assert all(" yes " in l for l in rows), "\n".join(rows)
 
 
+def test_infer_takes_the_models_dataset(tmp_path):
+    """A digits model is timed on digits (it used to get random bytes, and any 28x28 model got MNIST)."""
+    import numpy as np
+
+    from lgn_fpga.netlist.format import save
+    from lgn_fpga.netlist.random import random_netlist
+    net = random_netlist(np.random.default_rng(0), shape=(1, 8, 8), thresholds=2, widths=(60, 40), n_classes=10)
+    net.meta = {"dataset": "digits"}
+    save(net, tmp_path / "d.lgn")
+    out = run_bench("infer.py", "--model", str(tmp_path / "d.lgn"), "--no-io", "--lanes", "1")
+    assert "# images: the digits test set" in out
+    small = random_netlist(np.random.default_rng(0), shape=(1, 4, 4), thresholds=2, widths=(60, 40), n_classes=10)
+    save(small, tmp_path / "s.lgn")
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "infer.py"), "--quick", "--no-io", "--model",
+                        str(tmp_path / "s.lgn"), "--dataset", "digits"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode != 0 and "digits images are 1x8x8, the model takes 1x4x4" in r.stderr
+
+
 def test_kernels_quick_table():
     out = run_bench("kernels.py", "--threads", "1")
     assert "| model | batch |" in out and "C 1T ms" in out

@@ -11,6 +11,7 @@ import sys
 
 import click
 
+from .. import __version__
 from ..errors import LgnError
 
 # name -> "module:attribute"; a new command adds one line here.
@@ -20,6 +21,7 @@ COMMANDS = {
     "plot": "lgn_fpga.cli.train:plot",
     "report": "lgn_fpga.cli.report:report",
     "export": "lgn_fpga.cli.netlist:export",
+    "import": "lgn_fpga.cli.netlist:import_cmd",
     "eval": "lgn_fpga.cli.netlist:eval_cmd",
     "stats": "lgn_fpga.cli.netlist:stats",
     "hdl": "lgn_fpga.cli.hdl:hdl",
@@ -41,13 +43,13 @@ class LazyGroup(click.Group):
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="lgn-fpga")
+@click.version_option(version=__version__, prog_name="lgn-fpga", message="%(prog)s %(version)s")
 def cli():
     """Train logic gate networks and put them on open-source FPGA boards.
 
     \b
     Typical flow:
-      lgn-fpga train digits --config configs/digits-tiny.yaml   # -> runs/<name>/
+      lgn-fpga train digits --config digits-tiny                # -> runs/<name>/
       lgn-fpga export runs/<name> -o model.lgn                  # optimized netlist
       lgn-fpga build model.lgn --board icebreaker               # bitstream + report
       lgn-fpga flash --board icebreaker; lgn-fpga stream --port /dev/ttyUSB1

@@ -84,7 +84,7 @@ def _board_names():
 
 @click.command("build")
 @click.argument("model", required=False, type=click.Path())
-@click.option("-b", "--board", required=True, help="Board name (see boards/*.yaml) or a board YAML file.")
+@click.option("-b", "--board", required=True, help="Board name (see lgn_fpga/boards/*.yaml) or a board YAML file.")
 @click.option("-o", "--out", "out_dir", type=click.Path(file_okay=False),
               help="Build directory (default build/<board>); keeps build_top.sh and rerun.sh for manual reruns.")
 @click.option("--baud", type=click.IntRange(min=300), help="UART rate (default: the board file's: the highest rate its "
@@ -116,10 +116,12 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
     from ..fpga.flow import BuildError, plan_build, resolve_tools, run_build, write_plan
     from ..fpga.report import collect, lut_summary, write_report
     from ..netlist.format import load
+    from .netlist import echo_optimization_note
 
     b = load_board(board)
     path = _find_model(model, click.echo)
     net = load(path)
+    echo_optimization_note(net, path)
     out = Path(out_dir or Path("build") / b.name)
     fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=count_tables)
     click.echo(f"{path}: {net.n_gates:,} gates, {net.depth} layers, {net.n_classes} classes; "

@@ -35,8 +35,10 @@ def hdl(model, out_dir, stages, popcount_levels, name, inputs, no_verilog):
     """
     from ..netlist.format import load
     from ..hdl.export import export_core
+    from .netlist import echo_optimization_note
 
     net = load(model)
+    echo_optimization_note(net, model)
     t0 = time.perf_counter()
     r = export_core(net, out_dir, stages=stages, popcount_levels=popcount_levels, name=name, inputs=inputs,
                     verilog=not no_verilog)

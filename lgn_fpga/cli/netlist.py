@@ -17,6 +17,26 @@ def _is_run(path: str) -> bool:
     return p.is_dir() or p.suffix == ".pt"
 
 
+def is_netlist(path) -> bool:
+    """``path`` names a netlist: a ``.lgn`` name, or a file that starts with the ``.lgn`` magic bytes."""
+    from ..netlist.format import MAGIC, SUFFIX
+    p = Path(path)
+    if p.suffix == SUFFIX:
+        return True
+    try:
+        with open(p, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
+
+
+def echo_optimization_note(net, name) -> None:
+    from ..netlist.passes import optimization_note
+    note = optimization_note(net, name)
+    if note:
+        click.echo(note, err=True)
+
+
 def _from_run(path: str):
     from ..train.export import from_run
     return from_run(path)
@@ -57,24 +77,27 @@ def _pass_table(steps, stages: int) -> str:
 @click.argument("run", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Netlist file to write (.lgn).")
-@click.option("--no-optimize", is_flag=True, help="Keep the raw network: the argmax gate of every neuron.")
+@click.option("--no-optimize", is_flag=True, help="Keep the raw network: the argmax gate of every neuron "
+              "(for a .lgn input: copy it as it is).")
 @click.option("--stages", type=click.IntRange(min=1), default=1, show_default=True,
               help="Layers per register stage, for the carry-register and resource columns (and --relevel).")
 @click.option("--relevel", is_flag=True,
               help="Also move gates between layers where that saves pipeline registers at --stages.")
 def export(run, output, no_optimize, stages, relevel):
-    """Turn a trained RUN (run directory or .pt checkpoint) into a netlist file.
+    """Turn a trained RUN (run directory or .pt checkpoint) or a netlist (.lgn) into a netlist file.
 
     Every neuron becomes its argmax gate; then, unless --no-optimize, the passes
     (constant propagation, wire folding, duplicate merging, dead-gate removal)
-    run to a fixed point.  A table shows what each pass removed.
+    run to a fixed point.  A table shows what each pass removed.  Given a .lgn
+    (a raw export, an imported model), the passes run on it the same way.
     """
-    from ..netlist.format import save
+    from ..netlist.format import load, save
     from ..netlist.passes import optimize
     from ..netlist.passes import relevel as relevel_pass
     t0 = time.perf_counter()
-    net = _from_run(run)
-    steps = [("raw", net)]
+    given = is_netlist(run) and not Path(run).is_dir()
+    net = load(run) if given else _from_run(run)
+    steps = [("input" if given else "raw", net)]
     if not no_optimize:
         net, more = optimize(net)
         steps += more
@@ -88,6 +111,25 @@ def export(run, output, no_optimize, stages, relevel):
     path = save(net, output)
     click.echo(f"wrote {path} ({path.stat().st_size:,} bytes, {net.n_gates:,} gates, hash "
                f"{net.content_hash()[:16]}) in {time.perf_counter() - t0:.1f} s")
+
+
+def describe_netlist(path) -> None:
+    """``lgn-fpga info X.lgn``: what the netlist is, where it came from, and whether it is optimized."""
+    from ..netlist.format import load, read_header
+    from ..netlist.passes import optimization_note
+    from ..netlist.stats import format_summary, summarize
+    net, header = load(path), read_header(path)
+    meta = net.meta
+    click.echo(f"netlist      {path} ({Path(path).stat().st_size:,} bytes, written by {header.get('writer', 'an older lgn-fpga')})")
+    origin = ", ".join(f"{k} {meta[k]}" for k in ("dataset", "source", "step", "mode", "recipe", "imported_from")
+                       if meta.get(k) is not None)
+    click.echo(f"origin       {origin or '(not recorded)'}")
+    passes = meta.get("passes")
+    note = optimization_note(net, path)
+    click.echo(f"optimized    {'no' if note else 'yes'}"
+               f"{'; passes run: ' + ', '.join(passes) if passes else ''}"
+               f"{'; ' + note.split(': ', 1)[1] if note else ''}")
+    click.echo(format_summary(summarize(net, 1)))
 
 
 def _split(dataset: str, split: str, data_dir, limit):
@@ -155,3 +197,60 @@ def stats(model, stages, as_json, no_optimize):
     net = _load_model(model, optimize=not no_optimize)
     s = summarize(net, stages)
     click.echo(json.dumps(s, indent=1) if as_json else format_summary(s))
+
+
+@click.group("import")
+def import_cmd():
+    """Bring a model trained elsewhere in as a netlist (.lgn)."""
+
+
+@import_cmd.command("difflogic")
+@click.argument("ckpt", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Netlist file to write (.lgn).")
+@click.option("-d", "--dataset", default="mnist", show_default=True,
+              help="The dataset it was trained on: image shape, class names, and the default of eval/stream.")
+@click.option("--thresholds", type=click.IntRange(1, 255),
+              help="difflogic's binarization x > (i+1)/(k+1) with k thresholds (its CIFAR-10 setting); "
+                   "default: x.round() (its MNIST setting).")
+@click.option("--seed", type=int, help="For a state_dict: the torch.manual_seed the model was built after.")
+@click.option("--connections", default="random", show_default=True,
+              help="For a state_dict: difflogic's connections= (random or unique) of every layer, or one per layer "
+                   "separated by commas (random,unique,random).")
+@click.option("--built-on", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="For a state_dict: the device= the model was built with (where its weights were drawn).")
+@click.option("--no-optimize", is_flag=True, help="Keep the raw network (the argmax gate of every neuron).")
+def import_difflogic(ckpt, output, dataset, thresholds, seed, connections, built_on, no_optimize):
+    """A difflogic model CKPT (pickled module or state_dict) -> netlist.
+
+    \b
+    Every neuron becomes its argmax gate, GroupSum's contiguous blocks the
+    classes, the input binarization integer thresholds; then the passes run
+    (unless --no-optimize).  It says where the wiring came from: the pickled
+    module, or regenerated from --seed with difflogic's connection code.
+    """
+    from ..data.datasets import SHAPES, class_names
+    from ..netlist.format import save
+    from ..netlist.passes import optimize
+    from ..train.difflogic import difflogic_encoding, read_difflogic, to_netlist
+    classes = class_names(dataset)
+    enc, perm = difflogic_encoding(SHAPES[dataset], thresholds or "round")
+    kinds = connections.split(",")
+    if any(k not in ("random", "unique") for k in kinds):
+        raise click.BadParameter(f"must be random or unique, or a comma-separated list of them, not {connections!r}",
+                                 param_hint="'--connections'")
+    model = read_difflogic(ckpt, in_dim=enc.n_bits, seed=seed, connections=kinds if len(kinds) > 1 else kinds[0],
+                           built_on=built_on)
+    if model.k is not None and model.k != len(classes):
+        raise LgnError(f"{ckpt}: GroupSum has k={model.k} classes, {dataset} has {len(classes)}; pass --dataset")
+    net = to_netlist(model, enc, perm, len(classes), classes,
+                     meta={"dataset": dataset, "imported_from": f"difflogic {Path(ckpt).name}",
+                           "wiring": model.wiring, "binarization": f"{thresholds} thresholds" if thresholds
+                           else "round"})
+    click.echo(f"{ckpt}: {len(model.widths)} difflogic layers {model.widths}, wiring {model.wiring}")
+    click.echo(f"input: {enc.n_bits} bits, thresholds {list(enc.thresholds[0])} (bit = byte > threshold)")
+    raw = net.n_gates
+    if not no_optimize:
+        net, _ = optimize(net)
+    path = save(net, output)
+    click.echo(f"wrote {path}: {raw:,} gates imported, {net.n_gates:,} after the passes, hash "
+               f"{net.content_hash()[:16]}")

@@ -72,7 +72,7 @@ def _default_run_dir(cfg) -> Path:
 
 @click.command()
 @click.argument("dataset", required=False)
-@click.option("-c", "--config", "config_path", help="Recipe YAML: a path or a name in configs/ (e.g. digits-tiny).")
+@click.option("-c", "--config", "config_path", help="Recipe YAML: a path or a name in lgn_fpga/configs/ (e.g. digits-tiny).")
 @_add_overrides
 @click.option("--set", "set_pairs", multiple=True, metavar="KEY=VALUE", help="Override any config key (repeatable).")
 @click.option("--data-dir", type=click.Path(file_okay=False), help="Dataset folder (default: $LGN_FPGA_DATA, "
@@ -100,7 +100,7 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
     Examples:
       lgn-fpga train digits --config digits-tiny
       lgn-fpga train mnist --config mnist-s --mode softmax --steps 2000
-      lgn-fpga train cifar10 --config configs/cifar10-s.yaml --recipe seed
+      lgn-fpga train cifar10 --config cifar10-s --recipe seed
       lgn-fpga train --resume -o runs/mnist-scaled-20261128-101500 --steps 10000
     """
     from ..train.config import load_yaml, resolve_config
@@ -195,7 +195,11 @@ def _size_for_board(board_name, ydict, cli, set_keys, config_path, cfg):
 @click.command()
 @click.argument("run", type=click.Path())
 def info(run):
-    """Summarize a run directory: config, progress, best validation and test accuracy, gate usage."""
+    """Summarize a run directory (config, progress, best validation and test accuracy, gate usage) or a .lgn
+    netlist (origin, size, whether the passes ran)."""
+    from .netlist import describe_netlist, is_netlist
+    if is_netlist(run) and not Path(run).is_dir():
+        return describe_netlist(run)
     from ..train.checkpoint import load_checkpoint
     from ..train.metrics import read_metrics, records_of
     run = Path(run)

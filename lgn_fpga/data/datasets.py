@@ -1,12 +1,21 @@
 """Dataset loaders: digits (in scikit-learn), MNIST, Fashion-MNIST, CIFAR-10.
 
 Every loader returns uint8 images ``[N, C, H, W]`` and int64 labels, read from
-the standard on-disk formats in place.  Files are looked up in, in order: the
-``data_dir`` argument (``--data-dir``), ``$LGN_FPGA_DATA``, the download cache
-``~/.cache/lgn-fpga/data`` (``$XDG_CACHE_HOME`` respected) and, for
-Fashion-MNIST, Debian's ``dataset-fashion-mnist`` package.  When files are
-absent they are downloaded from the official location into the cache and
-checked against known MD5 sums; offline, one line says where to put them.
+the standard on-disk formats in place.  Given ``data_dir`` (``--data-dir``),
+files are looked up there only; else in ``$LGN_FPGA_DATA``, the download cache
+``$LGN_FPGA_CACHE/data`` (default ``~/.cache/lgn-fpga/data``, ``$XDG_CACHE_HOME``
+respected) and, for Fashion-MNIST, Debian's ``dataset-fashion-mnist`` package.
+In each folder both layouts work: nested (``mnist/``, ``fashion-mnist/``,
+``cifar10/cifar-10-batches-bin/``, torchvision's ``MNIST/raw``, ...) and flat
+(the files directly in it).  When files are absent they are downloaded from the
+official location (into ``data_dir`` when given, else the cache); offline, one
+line says where to put them.
+
+Every file is checked against the official MD5 of its content (the
+decompressed bytes for ``.gz``) wherever it came from, so a truncated batch or
+another dataset's file under the right name stops with one line naming it.  A
+verdict is remembered per path, size and modification time
+(``$LGN_FPGA_CACHE/verified/data.json``), so a file is hashed once.
 
 The validation split is the *last* ``val_size`` images of the training set
 (the test split is for the final number only).
@@ -16,6 +25,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import pickle
 import shutil
@@ -28,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ccompile import cache_root
 from ..errors import DataError
 from ..fileio import atomic_write_bytes
 
-__all__ = ["Split", "DataBundle", "load", "DATASETS", "data_dirs", "read_idx"]
+__all__ = ["Split", "DataBundle", "load", "DATASETS", "SHAPES", "class_names", "data_dirs", "read_idx"]
 
 
 @dataclass
@@ -64,19 +75,65 @@ class DataBundle:
 # -- where data lives ---------------------------------------------------------------
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lgn-fpga" / "data"
+    """The download cache: ``$LGN_FPGA_CACHE/data``, else ``$XDG_CACHE_HOME/lgn-fpga/data`` or ``~/.cache/...``."""
+    return cache_root("data")
 
 
 def data_dirs(data_dir=None) -> list[Path]:
-    """Directories searched for dataset files, in order."""
-    out = []
+    """Directories searched for dataset files, in order: ``data_dir`` alone when given (an explicit folder is
+    never passed over for another copy), else ``$LGN_FPGA_DATA`` and the download cache."""
     if data_dir:
-        out.append(Path(data_dir))
+        return [Path(data_dir)]
+    out = []
     if os.environ.get("LGN_FPGA_DATA"):
         out.append(Path(os.environ["LGN_FPGA_DATA"]))
     out.append(cache_dir())
     return out
+
+
+def _download_root(data_dir) -> Path:
+    return Path(data_dir) if data_dir else cache_dir()
+
+
+# -- official checksums ---------------------------------------------------------------
+
+#: Off only in tests of the file formats, which write small files of their own.
+CHECK_OFFICIAL = True
+
+
+def _verdict_file() -> Path:
+    return cache_root("verified") / "data.json"
+
+
+def _read_verdicts() -> dict:
+    try:
+        d = json.loads(_verdict_file().read_text())
+        return d if isinstance(d, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def check_official(path: Path, content: bytes, md5: str, what: str) -> None:
+    """Raise one DataError line unless ``content`` (the bytes read from ``path``, decompressed) has the official
+    ``md5``.  A good verdict is cached by path, size and mtime, so a file that did not change is hashed once."""
+    if not CHECK_OFFICIAL:
+        return
+    st = path.stat()
+    key, stamp = str(path.resolve()), [st.st_size, st.st_mtime_ns, md5]
+    verdicts = _read_verdicts()
+    if verdicts.get(key) == stamp:
+        return
+    got = _md5(content)
+    if got != md5:
+        other = _KNOWN_MD5.get(got)
+        raise DataError(f"{path}: not the official {what} (md5 {got}, expected {md5}"
+                        f"{'; it is ' + other if other else ''}): truncated, corrupt or another dataset's file; "
+                        f"delete it and let the loader download it again, or put the official file there")
+    verdicts[key] = stamp
+    try:
+        atomic_write_bytes(_verdict_file(), json.dumps(verdicts, indent=0).encode())
+    except OSError:
+        pass    # a read-only cache only costs a hash next time
 
 
 def _md5(data: bytes) -> str:
@@ -103,12 +160,15 @@ def _download(url: str, md5: str | None) -> bytes:
 
 # -- IDX (MNIST, Fashion-MNIST) ---------------------------------------------------
 
-def read_idx(path: Path, expect_dims: int) -> np.ndarray:
-    """Read an IDX file (optionally gzipped) of unsigned bytes, checking its size."""
+def read_idx(path: Path, expect_dims: int, md5: str | None = None, what: str = "") -> np.ndarray:
+    """Read an IDX file (optionally gzipped) of unsigned bytes, checking its size (and, given ``md5``, that its
+    content is the official ``what`` file)."""
     try:
         raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise DataError(f"{path}: cannot read ({e}); delete it and let the loader download it again") from None
+    if md5:
+        check_official(path, raw, md5, what)
     if len(raw) < 4 + 4 * expect_dims:
         raise DataError(f"{path}: truncated (only {len(raw)} bytes); delete it and download it again")
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
@@ -136,7 +196,7 @@ _IDX_SOURCES = {
              "test_images": "2646ac647ad5339dbf082846283269ea", "test_labels": "27ae3e4e09519cfbb04c329615203637"},
         classes=[str(i) for i in range(10)]),
     "fashion-mnist": dict(
-        subdirs=("fashion-mnist", "FashionMNIST/raw", "fashion_mnist"),
+        subdirs=("fashion-mnist", "FashionMNIST/raw", "fashion_mnist", ""),
         extra_dirs=("/usr/share/datasets/fashion-mnist",),
         urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         md5={"train_images": "f4a8712d7a061bf5bd6d2ca38dc4d50a", "train_labels": "9018921c3c673c538a1fc5bad174d6f9",
@@ -146,9 +206,9 @@ _IDX_SOURCES = {
 }
 
 
-def _find_idx(name: str, dirs: list[Path]) -> dict | None:
+def _find_idx(name: str, dirs: list[Path], explicit: bool) -> dict | None:
     src = _IDX_SOURCES[name]
-    cands = [d / s for d in dirs for s in src["subdirs"]] + [Path(p) for p in src.get("extra_dirs", ())]
+    cands = [d / s for d in dirs for s in src["subdirs"]] + ([] if explicit else [Path(p) for p in src.get("extra_dirs", ())])
     for d in cands:
         found = {}
         for key, stem in _IDX_FILES.items():
@@ -161,9 +221,9 @@ def _find_idx(name: str, dirs: list[Path]) -> dict | None:
     return None
 
 
-def _download_idx(name: str) -> dict:
+def _download_idx(name: str, root: Path) -> dict:
     src = _IDX_SOURCES[name]
-    dest = cache_dir() / src["subdirs"][0]
+    dest = root / src["subdirs"][0]
     out, errors = {}, []
     for key, stem in _IDX_FILES.items():
         path = dest / (stem + ".gz")
@@ -184,12 +244,14 @@ def _download_idx(name: str) -> dict:
 
 def _load_idx(name: str, data_dir) -> tuple:
     dirs = data_dirs(data_dir)
-    files = _find_idx(name, dirs)
+    files = _find_idx(name, dirs, explicit=bool(data_dir))
     if files is None:
-        files = _try_download(name, dirs, _download_idx,
+        files = _try_download(name, dirs, lambda n: _download_idx(n, _download_root(data_dir)),
                               "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
                               "t10k-labels-idx1-ubyte.gz", _IDX_SOURCES[name]["subdirs"][0])
-    xs = {k: read_idx(p, 3 if k.endswith("images") else 1) for k, p in files.items()}
+    md5 = _IDX_SOURCES[name]["md5"]
+    xs = {k: read_idx(p, 3 if k.endswith("images") else 1, md5=md5[k], what=f"{_TITLES[name]} {_IDX_FILES[k]}")
+          for k, p in files.items()}
     for split in ("train", "test"):
         if len(xs[f"{split}_images"]) != len(xs[f"{split}_labels"]):
             raise DataError(f"{files[split + '_images']}: {len(xs[split + '_images'])} images but "
@@ -208,8 +270,8 @@ def _try_download(name, dirs, fetch, files_text, subdir):
         except OSError as e:
             reason = f"download failed: {e}"
     where = " or ".join(str(d / subdir) for d in dirs)
-    raise DataError(f"{name} not found ({reason}); put {files_text} in {where}, "
-                    f"or point --data-dir / LGN_FPGA_DATA at a folder that holds {subdir}/")
+    raise DataError(f"{name} not found ({reason}); put {files_text} in {where} (or directly in the folder), "
+                    f"or point --data-dir / LGN_FPGA_DATA at a folder that holds {subdir}/ or the files")
 
 
 # -- CIFAR-10 ---------------------------------------------------------------------
@@ -219,10 +281,19 @@ _CIFAR_BIN = dict(url="https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
 _CIFAR_BIN_MD5 = {"data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25", "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
                   "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421", "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
                   "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d", "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d"}
+# The python version's pickles (cifar-10-python.tar.gz), as published with it.
+_CIFAR_PY_MD5 = {"data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+                 "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
+                 "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e"}
+_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
+#: every official md5 -> what it is, to name the file that sits under the wrong name
+_KNOWN_MD5 = {**{m: f"{_TITLES[n]}'s {_IDX_FILES[k]}" for n, src in _IDX_SOURCES.items() for k, m in src["md5"].items()},
+              **{m: f"CIFAR-10's {f}" for f, m in {**_CIFAR_BIN_MD5, **_CIFAR_PY_MD5}.items()}}
 
 
 def _read_cifar_bin(path: Path) -> Split:
     raw = path.read_bytes()
+    check_official(path, raw, _CIFAR_BIN_MD5[path.name], f"CIFAR-10 binary {path.name}")
     if len(raw) % 3073 or not raw:
         raise DataError(f"{path}: {len(raw)} bytes is not a whole number of 3073-byte CIFAR-10 records "
                         f"(truncated?); delete it and download it again")
@@ -235,8 +306,12 @@ def _read_cifar_bin(path: Path) -> Split:
 
 def _read_cifar_py(path: Path) -> Split:
     try:
-        with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from None
+    check_official(path, raw, _CIFAR_PY_MD5[path.name], f"CIFAR-10 python {path.name}")
+    try:
+        d = pickle.loads(raw, encoding="bytes")
         data = np.asarray(d[b"data"], dtype=np.uint8)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except Exception as e:
@@ -253,20 +328,20 @@ def _cat(splits) -> Split:
 
 def _find_cifar(dirs):
     for d in dirs:
-        for sub in ("cifar10/cifar-10-batches-bin", "cifar-10-batches-bin", "cifar10"):
+        for sub in ("cifar10/cifar-10-batches-bin", "cifar-10-batches-bin", "cifar10", ""):
             p = d / sub
             if all((p / f).is_file() for f in _CIFAR_BIN_MD5):
                 return "bin", p
-        for sub in ("cifar10/cifar-10-batches-py", "cifar-10-batches-py"):
+        for sub in ("cifar10/cifar-10-batches-py", "cifar-10-batches-py", ""):
             p = d / sub
-            if all((p / f).is_file() for f in ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch"]):
+            if all((p / f).is_file() for f in _CIFAR_PY_MD5):
                 return "py", p
     return None
 
 
-def _download_cifar(name):
+def _download_cifar(name, root: Path):
     data = _download(_CIFAR_BIN["url"], _CIFAR_BIN["md5"])
-    dest = cache_dir() / "cifar10"
+    dest = root / "cifar10"
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         tmp = Path(tempfile.mkdtemp(dir=dest.parent if dest.parent.exists() else None))
         tar.extractall(tmp, filter="data")
@@ -281,7 +356,7 @@ def _download_cifar(name):
 
 def _load_cifar(data_dir):
     dirs = data_dirs(data_dir)
-    found = _find_cifar(dirs) or _try_download("cifar10", dirs, _download_cifar,
+    found = _find_cifar(dirs) or _try_download("cifar10", dirs, lambda n: _download_cifar(n, _download_root(data_dir)),
                                                "data_batch_1..5.bin and test_batch.bin", "cifar10/cifar-10-batches-bin")
     kind, p = found
     if kind == "bin":
@@ -315,6 +390,19 @@ DATASETS = {
     "fashion-mnist": (lambda dd: _load_idx("fashion-mnist", dd), 5000),
     "cifar10": (_load_cifar, 5000),
 }
+
+
+#: image shape of every dataset, known without reading it
+SHAPES = {"digits": (1, 8, 8), "mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def class_names(name: str) -> list:
+    """The class names of a dataset, without reading it."""
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name in _IDX_SOURCES:
+        return list(_IDX_SOURCES[name]["classes"])
+    return list(_CIFAR_CLASSES) if name == "cifar10" else [str(i) for i in range(10)]
 
 
 def load(name: str, data_dir=None, val_size=None) -> DataBundle:

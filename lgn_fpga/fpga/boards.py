@@ -7,7 +7,7 @@ load a bitstream.  Adding a board means adding one file; ``extends: NAME``
 copies another board's file and overrides some keys (``ulx3s`` is the 85F).
 
 Board files are found, in order, in: the directories in ``$LGN_FPGA_BOARDS``
-(``os.pathsep``-separated), ``./boards`` and the project's own ``boards/``.
+(``os.pathsep``-separated), ``./boards`` and the package's own ``lgn_fpga/boards/``.
 ``--board`` also takes a path to a YAML file.  See ``docs/boards.md``.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..resources import BOARDS, package_dir
 
 __all__ = ["Board", "Programmer", "load_board", "list_boards", "board_dirs", "BoardError", "FAMILIES"]
 
@@ -138,7 +139,7 @@ class Board:
 def board_dirs() -> list:
     dirs = [Path(p) for p in os.environ.get("LGN_FPGA_BOARDS", "").split(os.pathsep) if p]
     dirs.append(Path.cwd() / "boards")
-    dirs.append(Path(__file__).resolve().parents[2] / "boards")
+    dirs.append(package_dir(BOARDS))
     out = []
     for d in dirs:
         if d.is_dir() and d.resolve() not in [o.resolve() for o in out]:

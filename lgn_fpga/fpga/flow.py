@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..errors import LgnError
 from ..tools import env_var, find_tool
+from ..resources import FLOWS, package_dir
 from .boards import Board
 
 __all__ = ["BuildError", "BuildTimeout", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
@@ -55,7 +56,7 @@ class ToolError(BuildError):
 
 
 def flows_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "flows"
+    return package_dir(FLOWS)
 
 
 def flow_options(family: str, path=None) -> dict:

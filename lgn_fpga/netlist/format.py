@@ -34,11 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..data.encoding import ThermometerEncoding
 from ..fileio import atomic_write_bytes
 from .ir import Layer, Netlist, NetlistError
 
-__all__ = ["MAGIC", "FORMAT_VERSION", "SUFFIX", "save", "load", "dumps", "loads"]
+__all__ = ["MAGIC", "FORMAT_VERSION", "SUFFIX", "save", "load", "dumps", "loads", "read_header"]
 
 MAGIC = b"\x89LGN\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -91,6 +92,7 @@ def dumps(net: Netlist) -> bytes:
     header = {
         "format": _FORMAT_NAME,
         "version": FORMAT_VERSION,
+        "writer": f"lgn-fpga {__version__}",
         "content_hash": net.content_hash(),
         "encoding": net.encoding.to_dict(),
         "classes": [str(c) for c in net.class_names],
@@ -128,17 +130,25 @@ def load(path) -> Netlist:
         version, truncated, corrupt or hand-edited, malformed header, invalid
         netlist, or content hash mismatch.
     """
+    return _parse(_read(path), str(path))[0]
+
+
+def read_header(path) -> dict:
+    """The JSON header of a ``.lgn`` file (``writer``, ``meta``, ...), after every check of :func:`load`."""
+    return _parse(_read(path), str(path))[1]
+
+
+def _read(path) -> bytearray:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            data = bytearray(f.read())   # writable: the arrays become views of it, without a copy
+            return bytearray(f.read())   # writable: the arrays become views of it, without a copy
     except FileNotFoundError:
         raise NetlistError(f"{path}: no such netlist file; create one with 'lgn-fpga export RUN -o {path}'") from None
     except IsADirectoryError:
         raise NetlistError(f"{path} is a directory, not a .lgn netlist file") from None
     except OSError as e:
         raise NetlistError(f"{path}: cannot read ({e.strerror or e})") from None
-    return loads(data, name=str(path))
 
 
 def _fail(name: str, msg: str):
@@ -147,6 +157,10 @@ def _fail(name: str, msg: str):
 
 def loads(data, name: str = "<bytes>") -> Netlist:
     """Parse ``.lgn`` bytes (see :func:`load`); ``name`` prefixes error messages."""
+    return _parse(data, name)[0]
+
+
+def _parse(data, name: str):
     buf = memoryview(data)
     n = len(buf)
     if n < len(MAGIC) or bytes(buf[:len(MAGIC)]) != MAGIC:
@@ -181,7 +195,7 @@ def loads(data, name: str = "<bytes>") -> Netlist:
     if h != header["content_hash"]:
         _fail(name, f"content hash mismatch (header {header['content_hash'][:12]}, contents {h[:12]}): the "
                     f"netlist was modified after it was written; {_REEXPORT}")
-    return net
+    return net, header
 
 
 def _field(header, key, kind, name):

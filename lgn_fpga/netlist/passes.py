@@ -46,7 +46,7 @@ from .analysis import analyze, structural_live
 from .ir import Layer, Netlist
 
 __all__ = ["propagate_constants", "fold_wires", "merge_duplicates", "remove_dead", "relevel", "insert_carries",
-           "optimize", "DEFAULT_PASSES", "Pass"]
+           "optimize", "optimization_note", "DEFAULT_PASSES", "Pass"]
 
 Pass = Callable[[Netlist], Netlist]
 
@@ -281,6 +281,16 @@ def optimize(net: Netlist, passes: Sequence[Pass] = DEFAULT_PASSES, max_rounds: 
 
 
 # -- pipelining ---------------------------------------------------------------------------------
+
+def optimization_note(net: Netlist, name) -> str | None:
+    """One line when :func:`optimize` would still remove gates from ``net`` (a raw export, an imported or
+    hand-made netlist), else None.  Cheap: 0.4 s for 48,000 gates, 0.08 s once optimized."""
+    removed = net.n_gates - optimize(net)[0].n_gates
+    if removed <= 0:
+        return None
+    return (f"note: {name} is not optimized: the passes would remove {removed:,} of its {net.n_gates:,} gates "
+            f"(run 'lgn-fpga export {name} -o optimized.lgn')")
+
 
 def _levels(net: Netlist):
     """Level of every signal: 0 for input bits, ``l + 1`` for the gates of layer ``l``."""

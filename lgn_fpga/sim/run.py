@@ -201,6 +201,11 @@ def _main(args) -> int:
     from lgn_fpga.netlist.evaluate import predict
 
     net = load_model(args.model, args.dataset, args.seed)
+    if not args.model.startswith("random:"):
+        from lgn_fpga.netlist.passes import optimization_note
+        note = optimization_note(net, args.model)
+        if note:
+            print(note, file=sys.stderr)
     dataset = pick_dataset(net, args.dataset)
     split = load(dataset).split(args.split).head(args.limit)
     if tuple(split.images.shape[1:]) != tuple(net.encoding.shape):

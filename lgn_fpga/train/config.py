@@ -18,11 +18,12 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError
+from ..resources import CONFIGS, package_dir
 from .wiring import check_window
 
 __all__ = ["TrainConfig", "RECIPES", "DEFAULT_RECIPE", "resolve_config", "load_yaml", "CONFIG_DIR"]
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+CONFIG_DIR = package_dir(CONFIGS)   # the built-in recipes, shipped inside the package
 
 
 @dataclass

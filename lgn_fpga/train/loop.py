@@ -17,7 +17,6 @@ import json
 import math
 import platform
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,12 +25,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from .. import __version__
 from ..data.datasets import DataBundle, load
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..kernels import resolve_backend
 from ..fileio import remove_stale_temporaries
+from ..version import code_version
 from .checkpoint import RUN_FILES, atomic_write_text, load_checkpoint, load_resume_state, save_checkpoint
 from .config import TrainConfig, noise_at
 from .metrics import append_metric, read_metrics, records_of, truncate_metrics
@@ -41,22 +40,6 @@ __all__ = ["Trainer", "evaluate", "code_version", "batch_indices"]
 
 
 SMALL_WORK = 1 << 20  # neurons x batch of the widest layer below which one thread is fastest
-
-
-def code_version() -> dict:
-    """Package version and, when run from a git checkout, the commit (+dirty flag)."""
-    out = {"lgn_fpga": __version__, "python": platform.python_version(), "torch": torch.__version__}
-    root = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                                timeout=5).stdout.strip()
-        if commit:
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                   capture_output=True, text=True, timeout=5).stdout.strip()
-            out["git_commit"] = commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def batch_indices(seed: int, step: int, n: int, batch: int) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Loaders on small files written in the real formats, on ../shared/data when present, and bad input."""
 import gzip
+import hashlib
 import pickle
 import struct
 
@@ -37,6 +38,8 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("LGN_FPGA_DATA", raising=False)
     monkeypatch.setenv("LGN_FPGA_OFFLINE", "1")
     monkeypatch.setattr(D, "_IDX_SOURCES", {k: {**v, "extra_dirs": ()} for k, v in D._IDX_SOURCES.items()})
+    monkeypatch.setenv("LGN_FPGA_CACHE", str(tmp_path / "lgn-cache"))
+    monkeypatch.setattr(D, "CHECK_OFFICIAL", False)      # the format tests write small files of their own
     return tmp_path
 
 
@@ -150,7 +153,7 @@ def test_download_is_checksummed(isolated, monkeypatch):
     monkeypatch.setattr(D, "_download", lambda url, md5: gzip.compress(b"not mnist"))
     with pytest.raises(DataError, match="checksum mismatch"):
         D.load("mnist")
-    assert not list((isolated / "cache").rglob("*.gz"))
+    assert not list(isolated.rglob("*.gz"))
 
 
 def test_download_writes_cache(isolated, monkeypatch):
@@ -163,7 +166,7 @@ def test_download_writes_cache(isolated, monkeypatch):
     monkeypatch.setattr(D, "_download", lambda url, m: gzip.compress(files[url.rsplit("/", 1)[1][:-3]]))
     b = D.load("mnist", val_size=0)
     assert len(b.train) == 30
-    assert (isolated / "cache" / "lgn-fpga" / "data" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
+    assert (isolated / "lgn-cache" / "data" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
 
 
 # -- the real files -------------------------------------------------------------
@@ -182,3 +185,106 @@ def test_real_datasets(name, n_train, n_test, shape):
     assert set(np.unique(b.test.labels)) == set(range(10))
     counts = np.bincount(b.test.labels)
     assert counts.min() > 800  # all official test sets are roughly balanced
+
+
+# -- --data-dir and the official checksums, wherever a file comes from (issue 13 item 4, issue 15 item 7) ---
+
+MNIST_FILES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+               "t10k-labels-idx1-ubyte.gz"]
+CIFAR_FILES = [f"data_batch_{k}.bin" for k in range(1, 6)] + ["test_batch.bin"]
+
+
+@pytest.fixture
+def official(isolated, monkeypatch):
+    monkeypatch.setattr(D, "CHECK_OFFICIAL", True)
+    return isolated
+
+
+def _link(src_dir, dst_dir, names):
+    """The real (read-only) files, linked, never copied or modified."""
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        (dst_dir / n).symlink_to(src_dir / n)
+
+
+def test_synthetic_files_are_not_the_official_ones(official):
+    write_idx_set(official / "data" / "mnist")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: not the official MNIST train-images-idx3-ubyte "
+                                        r"\(md5 [0-9a-f]{32}, expected 6bbc9ace"):
+        D.load("mnist", official / "data")
+
+
+def test_data_dir_is_never_passed_over(official, real_data_dir, monkeypatch):
+    """Given --data-dir, nothing else is read: not $LGN_FPGA_DATA's copy."""
+    monkeypatch.setenv("LGN_FPGA_DATA", str(real_data_dir))
+    (official / "empty").mkdir()
+    with pytest.raises(DataError, match="mnist not found"):
+        D.load("mnist", official / "empty")
+
+
+@pytest.mark.data
+def test_flat_and_nested_mnist(official, real_data_dir):
+    _link(real_data_dir / "mnist", official / "flat", MNIST_FILES)
+    _link(real_data_dir / "mnist", official / "nested" / "mnist", MNIST_FILES)
+    a, b = D.load("mnist", official / "flat"), D.load("mnist", official / "nested")
+    assert len(a.train) == len(b.train) == 55000 and (a.test.images == b.test.images).all()
+    # Fashion-MNIST asked for, MNIST's files found under the same names: one line naming the file and what it is
+    with pytest.raises(DataError, match=r"flat/train-images-idx3-ubyte.gz: not the official Fashion-MNIST "
+                                        r"train-images-idx3-ubyte .*it is MNIST's train-images-idx3-ubyte"):
+        D.load("fashion-mnist", official / "flat")
+
+
+@pytest.mark.data
+def test_a_changed_mnist_label_is_caught(official, real_data_dir):
+    d = official / "data" / "mnist"
+    _link(real_data_dir / "mnist", d, MNIST_FILES[:3])
+    raw = bytearray(gzip.decompress((real_data_dir / "mnist" / MNIST_FILES[3]).read_bytes()))
+    raw[100] = (raw[100] + 1) % 10                      # one label changed: still a valid IDX file
+    (d / MNIST_FILES[3]).write_bytes(gzip.compress(bytes(raw)))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: not the official MNIST t10k-labels"):
+        D.load("mnist", official / "data")
+
+
+@pytest.mark.data
+def test_truncated_cifar_batch_fails(official, real_data_dir):
+    """data_batch_3.bin cut to 5,000 whole records used to train with 45,000 images and exit 0."""
+    src = real_data_dir / "cifar10" / "cifar-10-batches-bin"
+    d = official / "flat-cifar"
+    _link(src, d, [f for f in CIFAR_FILES if f != "data_batch_3.bin"])
+    with open(src / "data_batch_3.bin", "rb") as f:
+        (d / "data_batch_3.bin").write_bytes(f.read(5000 * 3073))
+    with pytest.raises(DataError, match=r"flat-cifar/data_batch_3.bin: not the official CIFAR-10 binary "
+                                        r"data_batch_3.bin .*truncated, corrupt"):
+        D.load("cifar10", d)
+
+
+@pytest.mark.data
+def test_checksum_verdict_is_cached_by_size_and_mtime(official, real_data_dir, monkeypatch):
+    _link(real_data_dir / "mnist", official / "m", MNIST_FILES)
+    D.load("mnist", official / "m")
+    assert (official / "lgn-cache" / "verified" / "data.json").is_file()
+    hashed = []
+    monkeypatch.setattr(D, "_md5", lambda b: hashed.append(len(b)) or hashlib.md5(b).hexdigest())
+    D.load("mnist", official / "m")
+    assert hashed == []                                 # nothing changed: nothing hashed again
+    (official / "m" / MNIST_FILES[3]).unlink()
+    (official / "m" / MNIST_FILES[3]).write_bytes((real_data_dir / "mnist" / MNIST_FILES[3]).read_bytes())
+    D.load("mnist", official / "m")
+    assert hashed == [10008]                            # the new file (same content) is hashed once
+
+
+@pytest.mark.data
+def test_train_with_a_flat_data_dir_is_checked(official, real_data_dir, monkeypatch, capsys):
+    """`lgn-fpga train fashion-mnist --data-dir DIR` with MNIST's files flat in DIR: one line naming the file
+    (it used to pass DIR over and look for another copy)."""
+    from lgn_fpga.cli import main
+    monkeypatch.setenv("LGN_FPGA_DATA", str(real_data_dir))
+    _link(real_data_dir / "mnist", official / "flat", MNIST_FILES)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "fashion-mnist", "--data-dir", str(official / "flat"), "-o", str(official / "run"),
+              "--quiet"])
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.startswith("error")]
+    assert e.value.code != 0 and len(lines) == 1 and "Traceback" not in err
+    assert "flat/train-images-idx3-ubyte.gz: not the official Fashion-MNIST" in lines[0]
+    assert not (official / "run").exists()

@@ -110,3 +110,73 @@ def test_bad_netlist_through_the_real_entry_point(model, tmp_path):
 def test_export_of_a_missing_run(tmp_path, capsys):
     code, _, err = run_cli(capsys, "export", tmp_path / "nothing", "-o", tmp_path / "x.lgn")
     assert code != 0 and err.startswith("error: ") and "Traceback" not in err
+
+
+# -- any netlist in, any netlist out (issue 13 item 2) ----------------------------------------------------
+
+@pytest.fixture
+def raw_model(tmp_path):
+    """A netlist the passes shrink (random: many gates unread), as an imported or raw-exported one would be."""
+    net = random_netlist(np.random.default_rng(3), shape=(1, 8, 8), thresholds=3, widths=(300, 200, 100),
+                         n_classes=10)
+    net.meta = {"dataset": "digits"}
+    return save(net, tmp_path / "raw.lgn")
+
+
+def test_export_reoptimizes_a_netlist(raw_model, tmp_path, capsys):
+    from lgn_fpga.netlist.passes import optimize
+    raw = load(raw_model)
+    code, text, err = run_cli(capsys, "export", raw_model, "-o", tmp_path / "opt.lgn")
+    assert code == 0, err
+    assert "input" in text and "remove_dead" in text and "not a readable checkpoint" not in err
+    opt = load(tmp_path / "opt.lgn")
+    assert opt.n_gates == optimize(raw)[0].n_gates < raw.n_gates and opt.meta["passes"]
+    assert opt.meta["dataset"] == "digits"
+    # an optimized netlist is at a fixed point: exporting it again changes nothing
+    code, text, err = run_cli(capsys, "export", tmp_path / "opt.lgn", "-o", tmp_path / "opt2.lgn")
+    assert code == 0 and load(tmp_path / "opt2.lgn").content_hash() == opt.content_hash()
+    # --no-optimize copies
+    code, text, err = run_cli(capsys, "export", raw_model, "-o", tmp_path / "copy.lgn", "--no-optimize")
+    assert code == 0 and load(tmp_path / "copy.lgn").content_hash() == raw.content_hash()
+
+
+def test_export_of_a_netlist_without_the_suffix(raw_model, tmp_path, capsys):
+    other = tmp_path / "model.bin"
+    other.write_bytes(raw_model.read_bytes())
+    code, text, err = run_cli(capsys, "export", other, "-o", tmp_path / "opt.lgn")
+    assert code == 0, err
+
+
+def test_info_describes_a_netlist(raw_model, tmp_path, capsys):
+    import lgn_fpga
+    code, text, err = run_cli(capsys, "info", raw_model)
+    assert code == 0, err
+    assert "checkpoint" not in text + err and f"written by lgn-fpga {lgn_fpga.__version__}" in text
+    assert "optimized    no" in text and "the passes would remove" in text and "gates by op" in text
+    run_cli(capsys, "export", raw_model, "-o", tmp_path / "opt.lgn")
+    code, text, err = run_cli(capsys, "info", tmp_path / "opt.lgn")
+    assert code == 0 and "optimized    yes; passes run: propagate_constants" in text
+
+
+def test_hdl_and_build_say_when_a_netlist_is_not_optimized(raw_model, tmp_path, capsys):
+    from lgn_fpga.netlist.passes import optimize
+    raw = load(raw_model)
+    removed = raw.n_gates - optimize(raw)[0].n_gates
+    want = f"not optimized: the passes would remove {removed:,} of its {raw.n_gates:,} gates"
+    code, text, err = run_cli(capsys, "hdl", raw_model, "-o", tmp_path / "hdl", "--no-verilog")
+    assert code == 0 and want in err, err
+    code, text, err = run_cli(capsys, "build", raw_model, "--board", "icebreaker", "--plan-only",
+                              "-o", tmp_path / "b")
+    assert code == 0 and want in err, err
+    run_cli(capsys, "export", raw_model, "-o", tmp_path / "opt.lgn")
+    code, text, err = run_cli(capsys, "build", tmp_path / "opt.lgn", "--board", "icebreaker", "--plan-only",
+                              "-o", tmp_path / "b2")
+    assert code == 0 and "not optimized" not in err
+
+
+def test_sim_says_when_a_netlist_is_not_optimized(tmp_path, capsys):
+    from lgn_fpga.sim.run import main as sim_main
+    net = random_netlist(np.random.default_rng(4), shape=(1, 4, 4), thresholds=2, widths=(80, 40), n_classes=4)
+    path = save(net, tmp_path / "raw.lgn")
+    assert sim_main([str(path), "--dataset", "digits"]) == 2     # the wrong image size stops it before any sim
+    assert "raw.lgn is not optimized: the passes would remove" in capsys.readouterr().err
