@@ -8,7 +8,7 @@ frame buffer, binarizer, classifier, replies) is the hardware's own.
 Two backends run the same design:
 
 * ``verilator``: the top level as Verilog, compiled once per model (cached under
-  ``~/.cache/lgn-fpga/vboard``) with ``vboard_harness.cpp`` by the one Verilator
+  ``$LGN_FPGA_CACHE/vboard``) with ``vboard_harness.cpp`` by the one Verilator
   builder (:func:`lgn_fpga.sim.verilator.build`); millions of cycles/s.
 
 Both drive the pins with the one host-side line model, :mod:`lgn_fpga.sim.uart_line`.
