@@ -113,4 +113,6 @@ def tiny_run(request, tmp_path_factory):
 def pytest_terminal_summary(terminalreporter, config):
     """Totals a test module left in ``config.lgn_summary`` (e.g. the fault-injection suite's)."""
     for title, totals in getattr(config, "lgn_summary", {}).items():
+        if not any(totals.values()):
+            continue
         terminalreporter.write_line(f"{title}: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))

@@ -160,7 +160,8 @@ def test_stream_cli_under_faults(tmp_path, capsys, window):
     net.meta["dataset"] = "digits"
     path = save(net, tmp_path / "m.lgn")
     out = tmp_path / "r.json"
-    main(["stream", "--port", "sim://?flip=0.05&garbage=0.03&seed=2", "--model", str(path), "--window",
+    # cycles_per_bit=4: the virtual board the 64-byte fixture built (same netlist), not a second build.
+    main(["stream", "--port", "sim://?flip=0.05&garbage=0.03&seed=2&cycles_per_bit=4", "--model", str(path), "--window",
           str(window), "--limit", "300", "--json", str(out)])
     r = json.loads(out.read_text())
     assert r["images"] == 300 and r["mismatches"] == [] and r["unanswered"] == []
