@@ -121,3 +121,11 @@ def tiny_run(request, tmp_path_factory):
     d = tmp_path_factory.mktemp("run") / request.param
     loop.Trainer(cfg, d, progress=False).train()
     return d
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """Totals a test module left in ``config.lgn_summary`` (e.g. the fault-injection suite's)."""
+    for title, totals in getattr(config, "lgn_summary", {}).items():
+        if not any(totals.values()):
+            continue
+        terminalreporter.write_line(f"{title}: " + ", ".join(f"{k} {v:,}" for k, v in totals.items()))

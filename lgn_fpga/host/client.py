@@ -3,10 +3,20 @@
 The client keeps a window of frames in flight (the board answers each frame
 as soon as its last byte is in, so the line never idles), matches replies by
 sequence number, and resends an image after an error reply or when its
-reply is overdue.  After an overdue reply it first leaves the line idle for
-twice the board's frame timeout, so that the board drops any half frame and
-the resent frame starts clean.  Every deadline uses the port's clock:
-wall time for hardware, board time for ``sim://`` ports.
+reply is overdue.  A reply is overdue once the line time of every frame
+queued before it and of itself (at the port's baud rate), its reply's line
+time, ``reply_timeout`` and the board's frame timeout have passed.  After an
+overdue reply the client stops sending until every queued byte has left and
+the line has then been idle for twice the frame timeout, so the board drops
+any half frame and the resent frame starts clean.
+
+A sequence number is never reused while a reply to it can still arrive: a
+number given up after a timeout or an error reply (which may carry a number
+corrupted on the way) rests until its reply deadline plus ``reply_timeout``
+and the frame timeout have passed, and numbers are reused least recently
+retired first.  A reply for a number not in flight is stale: counted,
+never matched.  Every deadline uses the port's clock: wall time for
+hardware, board time for ``sim://`` ports.
 """
 from __future__ import annotations
 
@@ -58,6 +68,7 @@ class StreamStats:
     timeouts: int = 0
     error_replies: Counter = field(default_factory=Counter)   # code -> count
     stale_replies: int = 0
+    duplicates: int = 0       # class replies for an image that had its answer already (never: a bug if not 0)
     failed: list = field(default_factory=list)
     seconds: float = 0.0
     board_seconds: float | None = None
@@ -93,6 +104,11 @@ class BoardClient:
             raise ValueError(f"window must be an integer in 1..128, not {window!r}")
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, not {retries!r}")
+        if not (isinstance(baud, (int, float)) and not isinstance(baud, bool) and baud >= 1):
+            raise ValueError(f"baud must be a positive number, not {baud!r}")
+        if not reply_timeout > 0 or not frame_timeout_ms > 0:
+            raise ValueError(f"reply_timeout and frame_timeout_ms must be positive, not "
+                             f"{reply_timeout!r} and {frame_timeout_ms!r}")
         self.port = port
         self.baud = int(baud)
         self.window = window
@@ -101,7 +117,8 @@ class BoardClient:
         self.frame_timeout = frame_timeout_ms / 1000.0
         self.clock = getattr(port, "board_time", None) or time.monotonic
         self.parser = P.ReplyParser()
-        self._seq = 0
+        # Sequence numbers not in flight, least recently retired first: seq -> board time it may be reused.
+        self._free = OrderedDict((s, float("-inf")) for s in range(256))
         self._early = []      # replies read while waiting for something else
 
     def _line_time(self, nbytes: int) -> float:
@@ -134,25 +151,40 @@ class BoardClient:
             When no INFO reply comes after ``attempts`` tries.
         """
         for _ in range(attempts):
-            seq = self._next_seq(())
+            seq = self._take_seq()
             self.port.write(P.encode_info_request(seq))
             end = self.clock() + self._line_time(P.request_len(0) + P.REPLY_LEN + P.INFO_LEN) + self.reply_timeout
             while self.clock() < end:
                 for r in self._read_replies():
                     if r.seq == seq and r.code == P.CODE_INFO:
+                        self._retire(seq, self.clock())
                         return r.info()
                     self._early.append(r)
+            self._retire(seq, end + self._rest)
             self._quiet(2 * self.frame_timeout)
         raise HostError(f"no answer from the board at {self.baud} baud: is it flashed (lgn-fpga flash), "
                         f"is --port the right one, and does --baud match the build?")
 
-    def _next_seq(self, busy) -> int:
-        for _ in range(256):
-            s = self._seq
-            self._seq = (self._seq + 1) & 0xFF
-            if s not in busy:
-                return s
-        raise RuntimeError("no free sequence number")   # impossible with window <= 128
+    @property
+    def _rest(self) -> float:
+        """How long a given-up sequence number rests after its reply deadline before it is reused."""
+        return self.reply_timeout + self.frame_timeout
+
+    def _retire(self, seq: int, reusable_at: float):
+        self._free[seq] = reusable_at
+        self._free.move_to_end(seq)
+
+    def _take_seq(self):
+        """The least recently retired sequence number whose rest is over; waits (reading replies) if none is."""
+        while True:
+            now = self.clock()
+            for s, t in self._free.items():
+                if t <= now:
+                    del self._free[s]
+                    return s
+            # Every free number may still get a late reply (never with window <= 128 and good deadlines).
+            soonest = min(self._free.values())
+            self._early += self._quiet(max(soonest - now, 1e-4))
 
     def classify(self, images, progress=None) -> StreamStats:
         """Send every image; return a class per image (``-1`` for images that failed every retry).
@@ -164,9 +196,10 @@ class BoardClient:
         stats = StreamStats(predictions=np.full(n, -1, np.int64))
         queue = deque(range(n))
         attempts = np.zeros(n, np.int64)
-        inflight = OrderedDict()             # seq -> (image index, deadline)
+        inflight = OrderedDict()             # seq -> (image index, reply deadline)
         t_frame = self._line_time(P.request_len(imgs[0].size if n else 0))
-        line_free = self.clock()
+        t_reply = self._line_time(P.REPLY_LEN)
+        line_free = self.clock()             # when the last byte written so far has left the host
         t0, b0 = time.perf_counter(), self.clock()
         done = 0
 
@@ -183,13 +216,19 @@ class BoardClient:
                 if r.seq not in inflight:
                     stats.stale_replies += 1
                     continue
-                idx, _ = inflight.pop(r.seq)
+                idx, deadline = inflight.pop(r.seq)
                 if r.is_class:
+                    self._retire(r.seq, self.clock())
+                    if stats.predictions[idx] >= 0:
+                        stats.duplicates += 1
+                        continue
                     stats.predictions[idx] = r.code
                     done += 1
                     if progress:
                         progress(done, n)
                 else:
+                    # The error may carry a corrupted SEQ: the frame that really has it may still be answered.
+                    self._retire(r.seq, max(deadline, self.clock()) + self._rest)
                     stats.error_replies[r.code] += 1
                     retry(idx)
 
@@ -197,11 +236,13 @@ class BoardClient:
         self._early = []
         while queue or inflight:
             while queue and len(inflight) < self.window:
+                seq = self._take_seq()
+                handle(self._early)
+                self._early = []
                 idx = queue.popleft()
-                seq = self._next_seq(inflight)
                 self.port.write(P.encode_request(seq, imgs[idx]))
                 line_free = max(line_free, self.clock()) + t_frame
-                inflight[seq] = (idx, line_free + self.reply_timeout + self.frame_timeout)
+                inflight[seq] = (idx, line_free + t_reply + self.reply_timeout + self.frame_timeout)
                 attempts[idx] += 1
                 stats.frames_sent += 1
             handle(self._read_replies())
@@ -210,10 +251,12 @@ class BoardClient:
             if expired:
                 for s in expired:
                     idx, _ = inflight.pop(s)
+                    self._retire(s, now + self._rest)
                     stats.timeouts += 1
                     retry(idx)
-                handle(self._quiet(2 * self.frame_timeout))
-                line_free = self.clock()
+                # Let every queued byte leave, then keep the line idle so the board drops a half frame.
+                handle(self._quiet(max(0.0, line_free - now) + 2 * self.frame_timeout))
+                line_free = max(line_free, self.clock())
         stats.seconds = time.perf_counter() - t0
         if self.clock is not time.monotonic:
             stats.board_seconds = self.clock() - b0

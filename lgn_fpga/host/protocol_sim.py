@@ -11,9 +11,10 @@ the same for hardware and simulation.  Query options::
     stages=1              logic levels per register stage of the classifier
     board=NAME            build the classifier as that board's build does (its stages and count tables)
     frame_timeout_ms=10   the board's frame timeout (board time)
-    drop=P flip=P cut=P garbage=P seed=S
+    drop=P flip=P cut=P garbage=P break=P seed=S
                           host-side line faults, each applied to a write with probability P:
-                          lose one byte, flip one bit, stop the write halfway, add random bytes
+                          lose one byte, flip one bit, stop the write halfway, add random bytes,
+                          hold the line low (a break, one to three byte times) at a random point
 
 Timeouts are in *board* time (see :mod:`lgn_fpga.sim.vboard`): ``timeout=0.1``
 lets at most 0.1 s of the simulated board pass per read, and :meth:`Serial.board_time`
@@ -28,7 +29,7 @@ from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
 __all__ = ["Serial"]
 
-_FAULTS = ("drop", "flip", "cut", "garbage")
+_FAULTS = ("drop", "flip", "cut", "garbage", "break")
 
 
 class Serial(SerialBase):
@@ -39,6 +40,7 @@ class Serial(SerialBase):
         self._own_board = board is None
         self.faults = {}
         self.fault_log = []
+        self.line_log = bytearray()   # every byte put on the line since open, faults included (only with faults)
         self._rng = np.random.default_rng(0)
         self._opts = {}
         super().__init__(*args, **kwargs)
@@ -108,7 +110,13 @@ class Serial(SerialBase):
         if not self.is_open:
             raise PortNotOpenError()
         data = bytes(data)
-        self.board.write(self._inject(data))
+        for piece in self._inject(data):
+            if isinstance(piece, float):
+                self.board.send_break(piece)
+            else:
+                self.board.write(piece)
+                if self.faults:
+                    self.line_log += piece
         return len(data)
 
     def flush(self):
@@ -145,12 +153,16 @@ class Serial(SerialBase):
         """Let ``seconds`` of board time pass with the line idle (replies are kept for reading)."""
         self.board.run(seconds)
 
-    def _inject(self, data: bytes) -> bytes:
-        """Apply the URL's line faults to one write (logged in ``fault_log``)."""
+    def _inject(self, data: bytes) -> list:
+        """Apply the URL's line faults to one write (logged in ``fault_log``).
+
+        Returns what goes on the line: byte strings, and a float (seconds) for a break between them.
+        """
         if not self.faults or not data:
-            return data
+            return [data]
         d = bytearray(data)
         r = self._rng
+        brk = None
         for kind in _FAULTS:
             p = self.faults.get(kind, 0.0)
             if p <= 0 or r.random() >= p or not d:
@@ -164,5 +176,10 @@ class Serial(SerialBase):
             elif kind == "garbage":
                 at = int(r.integers(len(d) + 1))
                 d[at:at] = bytes(r.integers(0, 256, int(r.integers(1, 8)), np.uint8))
+            elif kind == "break":
+                brk = (int(r.integers(len(d) + 1)), float(r.uniform(1, 3)) * 10 / self._baudrate)
             self.fault_log.append(kind)
-        return bytes(d)
+        if brk is None:
+            return [bytes(d)]
+        at, seconds = brk
+        return [bytes(d[:at]), seconds, bytes(d[at:])]

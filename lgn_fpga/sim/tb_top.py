@@ -30,6 +30,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly, RisingEdge
 
 from lgn_fpga import protocol as P
+from lgn_fpga.sim.uart_line import LineDriver, LineMonitor
 
 
 def _job() -> dict:
@@ -44,6 +45,7 @@ class TB:
         self.dut = dut
         self.job = job
         self.bit = int(job["cycles_per_bit"])
+        self.line = LineDriver(self.bit)      # the one host-side line model (lgn_fpga.sim.uart_line)
         self.rx_bytes = bytearray()
         self.parser = P.ReplyParser()
         self.replies = []
@@ -60,40 +62,44 @@ class TB:
         cocotb.start_soon(self._monitor())
 
     async def _monitor(self):
-        d, b = self.dut, self.bit
+        # The sample points of lgn_fpga.sim.uart_line.LineMonitor, awaited instead of polled.
+        d, offs = self.dut, LineMonitor(self.bit).offsets
         while True:
-            await FallingEdge(d.tx)
-            await ClockCycles(d.clk, b // 2)
-            await ReadOnly()
-            if int(d.tx.value) != 0:
-                continue                  # not a start bit
-            bits = []
-            for _ in range(9):
-                await ClockCycles(d.clk, b)
+            await FallingEdge(d.tx)           # cycle 0 of the model
+            bits, t = [], 0
+            for off in offs:
+                await ClockCycles(d.clk, off - t)
+                t = off
                 await ReadOnly()
                 bits.append(int(d.tx.value))
+                if len(bits) == 1 and bits[0] != 0:
+                    break                     # a glitch, not a start bit
+            if bits[0] != 0:
+                continue
+            bits = bits[1:]
             if not bits[8]:
                 self.framing_errors += 1
             byte = sum(v << i for i, v in enumerate(bits[:8]))
             self.rx_bytes.append(byte)
             self.replies += self.parser.feed(bytes([byte]))
 
+    async def _play(self):
+        """Drive the line model's queued runs on ``rx``."""
+        d = self.dut
+        await RisingEdge(d.clk)
+        for level, cycles in self.line.take_runs():
+            d.rx.value = level
+            await ClockCycles(d.clk, cycles)
+        d.rx.value = 1
+
     async def send(self, data: bytes, gap_bits: int = 0):
         """Drive ``data`` on ``rx``, 8N1, with ``gap_bits`` idle bit times after each byte."""
-        d = self.dut
-        await RisingEdge(d.clk)
-        for byte in data:
-            for level in [0] + [(byte >> i) & 1 for i in range(8)] + [1] * (1 + gap_bits):
-                d.rx.value = level
-                await ClockCycles(d.clk, self.bit)
+        self.line.queue(data, gap_bits=gap_bits)
+        await self._play()
 
     async def hold_low(self, bits: int):
-        d = self.dut
-        await RisingEdge(d.clk)
-        d.rx.value = 0
-        await ClockCycles(d.clk, bits * self.bit)
-        d.rx.value = 1
-        await ClockCycles(d.clk, 2 * self.bit)
+        self.line.hold_low(bits * self.bit)
+        await self._play()
 
     async def idle(self, cycles: int):
         await ClockCycles(self.dut.clk, cycles)

@@ -8,7 +8,10 @@ frame buffer, binarizer, classifier, replies) is the hardware's own.
 Two backends run the same design:
 
 * ``verilator``: the top level as Verilog, compiled once per model (cached under
-  ``~/.cache/lgn-fpga/vboard``) with a small C++ harness; millions of cycles/s.
+  ``$LGN_FPGA_CACHE/vboard``) with ``vboard_harness.cpp`` by the one Verilator
+  builder (:func:`lgn_fpga.sim.verilator.build`); millions of cycles/s.
+
+Both drive the pins with the one host-side line model, :mod:`lgn_fpga.sim.uart_line`.
 * ``amaranth``: Amaranth's Python simulator; needs nothing else, slow.
 
 Simulated time advances only while the host waits for replies (:meth:`VirtualBoard.read`),
@@ -24,14 +27,12 @@ import os
 import shutil
 import struct
 import subprocess
-import tempfile
-from collections import deque
-from fractions import Fraction
 from pathlib import Path
 
 from ..errors import LgnError
+from .uart_line import LineDriver, LineMonitor
 
-__all__ = ["LineDriver", "LineMonitor", "AmaranthBackend", "VerilatorBackend", "VirtualBoard",
+__all__ = ["AmaranthBackend", "VerilatorBackend", "VirtualBoard",
            "VirtualBoardError", "DEFAULT_CYCLES_PER_BIT", "cache_dir", "have_verilator"]
 
 # Cycles per bit of the simulated board: few enough to keep simulation fast, enough for the receiver's
@@ -44,95 +45,13 @@ class VirtualBoardError(LgnError):
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lgn-fpga" / "vboard"
+    """``$LGN_FPGA_CACHE/vboard``, else ``~/.cache/lgn-fpga/vboard`` (:func:`lgn_fpga.ccompile.cache_root`)."""
+    from ..ccompile import cache_root
+    return cache_root("vboard")
 
 
 def have_verilator() -> bool:
     return shutil.which(os.environ.get("VERILATOR", "verilator")) is not None
-
-
-# -- bit-level line models (the host's side of the wire) -----------------------------------------
-
-class LineDriver:
-    """Host-side transmitter: turns queued bytes into one line level per clock cycle.
-
-    Bit edges fall at exact multiples of ``divisor`` (a Fraction), rounded to
-    cycles with a carried remainder, as a real UART's independent clock would
-    place them.  The C++ harness implements the same arithmetic.
-    """
-
-    def __init__(self, divisor):
-        d = Fraction(divisor)
-        self.num, self.den = d.numerator, d.denominator
-        self._acc = 0
-        self._runs = deque()      # [level, cycles]
-
-    def _push(self, level: int, cycles: int):
-        if cycles:
-            self._runs.append([level, cycles])
-
-    def _bit(self, level: int):
-        self._acc += self.num
-        n, self._acc = divmod(self._acc, self.den)
-        self._push(level, n)
-
-    def queue(self, data: bytes):
-        for b in bytes(data):
-            self._bit(0)
-            for i in range(8):
-                self._bit((b >> i) & 1)
-            self._bit(1)
-
-    def hold_low(self, cycles: int):
-        """A break: the line low for ``cycles``, then two idle bit times."""
-        self._push(0, int(cycles))
-        self._bit(1)
-        self._bit(1)
-
-    @property
-    def idle(self) -> bool:
-        return not self._runs
-
-    def level(self) -> int:
-        if not self._runs:
-            return 1
-        run = self._runs[0]
-        run[1] -= 1
-        if run[1] == 0:
-            self._runs.popleft()
-        return run[0]
-
-
-class LineMonitor:
-    """Host-side receiver: samples each bit at its middle after a falling edge."""
-
-    def __init__(self, divisor):
-        d = Fraction(divisor)
-        self.num, self.den = d.numerator, d.denominator
-        self._t = None            # cycles since the start edge, or None when idle
-        self._bits = 0
-        self._k = 0
-        self.framing_errors = 0
-
-    def sample(self, level: int):
-        """Feed one cycle's level; return a byte when one completes."""
-        if self._t is None:
-            if level == 0:
-                self._t, self._k, self._bits = 0, 0, 0
-            return None
-        self._t += 1
-        # Bit k's middle is (k + 1/2) * divisor cycles after the edge.
-        if self._t == ((2 * self._k + 1) * self.num) // (2 * self.den):
-            if 1 <= self._k <= 8:
-                self._bits |= level << (self._k - 1)
-            self._k += 1
-            if self._k == 10:
-                self._t = None
-                if level == 0:
-                    self.framing_errors += 1
-                return self._bits
-        return None
 
 
 # -- backends ------------------------------------------------------------------------------------
@@ -181,138 +100,34 @@ class AmaranthBackend:
         pass
 
 
-_HARNESS = r"""
-// lgn-fpga virtual board harness: drives the UART pins of a Verilated top level.
-// Commands on stdin, little-endian:  'W' u32 n, n bytes   queue bytes on rx
-//                                    'B' u32 cycles       hold rx low (a break)
-//                                    'R' u32 want, u64 max_cycles
-//                                        run until `want` bytes came out of tx or max_cycles passed;
-//                                        answer u32 n, n bytes, u64 total cycles
-//                                    'Q'                  quit
-// The line models are those of lgn_fpga/sim/vboard.py (LineDriver, LineMonitor), line for line.
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <deque>
-#include <vector>
-#include <unistd.h>
-#include "Vtop.h"
-#include "verilated.h"
-
-static Vtop *dut;
-struct Run { int level; uint64_t n; };
-static std::deque<Run> runs;
-static uint64_t acc = 0, cycles = 0;
-static std::vector<uint8_t> out;
-static int64_t mon_t = -1; static int mon_k = 0; static unsigned mon_bits = 0;
-
-static void push(int level, uint64_t n) { if (n) runs.push_back({level, n}); }
-static void bit(int level) { acc += DIV_NUM; uint64_t n = acc / DIV_DEN; acc %= DIV_DEN; push(level, n); }
-static void queue_byte(uint8_t b) { bit(0); for (int i = 0; i < 8; i++) bit((b >> i) & 1); bit(1); }
-
-static void monitor(int level) {
-    if (mon_t < 0) { if (level == 0) { mon_t = 0; mon_k = 0; mon_bits = 0; } return; }
-    mon_t++;
-    if (mon_t == (int64_t)(((2 * (uint64_t)mon_k + 1) * DIV_NUM) / (2 * DIV_DEN))) {
-        if (mon_k >= 1 && mon_k <= 8) mon_bits |= (unsigned)level << (mon_k - 1);
-        if (++mon_k == 10) { mon_t = -1; out.push_back((uint8_t)mon_bits); }
-    }
-}
-
-static void step() {
-    int level = 1;
-    if (!runs.empty()) { level = runs.front().level; if (--runs.front().n == 0) runs.pop_front(); }
-    dut->rx = level;
-    dut->clk = 0; dut->eval();
-    dut->clk = 1; dut->eval();
-    cycles++;
-    monitor(dut->tx);
-}
-
-static void rd(void *p, size_t n) {
-    uint8_t *b = (uint8_t *)p;
-    while (n) { ssize_t r = read(0, b, n); if (r <= 0) exit(0); b += r; n -= (size_t)r; }
-}
-static void wr(const void *p, size_t n) { if (fwrite(p, 1, n, stdout) != n) exit(1); }
-
-int main(int argc, char **argv) {
-    Verilated::commandArgs(argc, argv);
-    dut = new Vtop;
-    dut->rx = 1; dut->rst = 1;
-    for (int i = 0; i < 4; i++) { dut->clk = 0; dut->eval(); dut->clk = 1; dut->eval(); }
-    dut->rst = 0;
-    for (;;) {
-        uint8_t cmd; rd(&cmd, 1);
-        if (cmd == 'W') {
-            uint32_t n; rd(&n, 4);
-            std::vector<uint8_t> d(n); if (n) rd(d.data(), n);
-            for (uint8_t b : d) queue_byte(b);
-        } else if (cmd == 'B') {
-            uint32_t n; rd(&n, 4); push(0, n); bit(1); bit(1);
-        } else if (cmd == 'R') {
-            uint32_t want; uint64_t maxc; rd(&want, 4); rd(&maxc, 8);
-            uint64_t end = cycles + maxc;
-            while (cycles < end && out.size() < want) step();
-            uint32_t n = (uint32_t)out.size();
-            wr(&n, 4); if (n) wr(out.data(), n); wr(&cycles, 8); fflush(stdout);
-            out.clear();
-        } else if (cmd == 'Q') {
-            break;
-        } else {
-            fprintf(stderr, "vboard: unknown command %d\n", cmd); return 2;
-        }
-    }
-    delete dut;
-    return 0;
-}
-"""
-
-
 class VerilatorBackend:
     """The top level compiled by Verilator and driven by a C++ harness in a subprocess."""
 
     name = "verilator"
 
     def __init__(self, top, *, build_root=None, quiet=True):
+        from ..fileio import atomic_write_text
         from ..hdl.export import to_verilog
+        from . import verilator as V
         self.top = top
         verilog = to_verilog(top, name="top")
-        d = Fraction(top.divisor)
-        key = hashlib.sha256((verilog + _HARNESS + f"{d.numerator}/{d.denominator}").encode()).hexdigest()[:20]
+        key = hashlib.sha256(verilog.encode()).hexdigest()[:20]
         root = Path(build_root) if build_root else cache_dir()
-        self.build_dir = root / key
-        exe = self.build_dir / "obj_dir" / "Vtop"
-        if not exe.exists():
-            self._build(verilog, d, quiet)
-        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.cycles = 0
-
-    def _build(self, verilog: str, d: Fraction, quiet: bool):
-        verilator = shutil.which(os.environ.get("VERILATOR", "verilator"))
-        if verilator is None:
-            raise VirtualBoardError("verilator not found: install it (apt install verilator), set VERILATOR, "
-                                    "or use the slow Python simulator with sim://?backend=amaranth")
-        self.build_dir.parent.mkdir(parents=True, exist_ok=True)
-        # Build in a scratch folder and move it into place, so an interrupted build is never reused.
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=self.build_dir.parent))
+        vfile = root / f"{key}.v"
+        if not vfile.exists():
+            atomic_write_text(vfile, verilog)
+        if V.verilator_path() is None:
+            raise VirtualBoardError("verilator (4.210 or later) not found: install it (apt install verilator), set "
+                                    "VERILATOR, or use the slow Python simulator with sim://?backend=amaranth")
         try:
-            (tmp / "top.v").write_text(verilog)
-            (tmp / "harness.cpp").write_text(_HARNESS)
-            cmd = [verilator, "--cc", "--exe", "--build", "top.v", "harness.cpp", "--top-module", "top",
-                   "-Wno-fatal", "-Wno-lint", "-Wno-style", "-O3", "--x-assign", "fast", "--x-initial", "fast",
-                   "-j", "2", "-CFLAGS", f"-O1 -DDIV_NUM={d.numerator}ULL -DDIV_DEN={d.denominator}ULL"]
-            r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
-            if r.returncode or not (tmp / "obj_dir" / "Vtop").exists():
-                tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-4:])
-                raise VirtualBoardError(f"verilator build of the virtual board failed (exit {r.returncode}): {tail}")
-            try:
-                os.replace(tmp, self.build_dir)
-            except OSError:
-                if not (self.build_dir / "obj_dir" / "Vtop").exists():   # another process won the race
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            exe = V.build(vfile, "top", root / key, harness=V.VBOARD_HARNESS, opt="-O1")
+        except V.SimError as e:
+            raise VirtualBoardError(f"the virtual board's {e}") from None
+        self.build_dir = root / key
+        self.driver = LineDriver(top.divisor)
+        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self._send(b"M" + struct.pack("<10I", *LineMonitor(top.divisor).offsets))
+        self.cycles = 0
 
     def _send(self, data: bytes):
         try:
@@ -330,12 +145,17 @@ class VerilatorBackend:
             buf += chunk
         return bytes(buf)
 
+    def _play(self):
+        runs = self.driver.take_runs()
+        self._send(b"L" + struct.pack("<I", len(runs)) + b"".join(struct.pack("<BI", lv, n) for lv, n in runs))
+
     def write(self, data: bytes):
-        data = bytes(data)
-        self._send(b"W" + struct.pack("<I", len(data)) + data)
+        self.driver.queue(bytes(data))
+        self._play()
 
     def hold_low(self, cycles: int):
-        self._send(b"B" + struct.pack("<I", int(cycles)))
+        self.driver.hold_low(cycles)
+        self._play()
 
     def run(self, want: int, max_cycles: int) -> bytes:
         self._send(b"R" + struct.pack("<IQ", int(want), int(max_cycles)))

@@ -1,8 +1,13 @@
-"""Build and run the plain C++ Verilator bench (``verilator_harness.cpp``) on an exported design.
+"""The one Verilator builder, and the plain C++ stream bench (``verilator_harness.cpp``) run on it.
 
+:func:`build` compiles a design with a C++ harness (package data beside this
+file: ``verilator_harness.cpp`` for the classifier's stream ports,
+``vboard_harness.cpp`` for the virtual board's UART pins) into one binary,
+cached by the hash of the design, the harness and the options, and built in a
+scratch folder that replaces the old one only when complete.
 Debian's Verilator 5.006 is too old for cocotb (which needs 5.036 or later)
-but compiles this harness fine; it simulates about a hundred times faster than
-Icarus, which makes whole test sets practical.
+but compiles these harnesses fine; it simulates about a hundred times faster
+than Icarus, which makes whole test sets practical.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +27,7 @@ from lgn_fpga.errors import LgnError
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "verilator_harness.cpp"
+VBOARD_HARNESS = HERE / "vboard_harness.cpp"
 MIN_VERSION = (4, 210)   # VerilatedContext
 
 
@@ -54,9 +61,11 @@ class VerilatorRun:
         return self.stats["images"] / max(self.stats["seconds"], 1e-9)
 
 
-def build(verilog: Path, top: str, build_dir: Path, *, jobs: int | None = None, opt: str = "-O0") -> Path:
-    """Compile ``verilog`` with the harness into ``build_dir/Vharness`` (reused when nothing changed).
+def build(verilog: Path, top: str, build_dir: Path, *, jobs: int | None = None, opt: str = "-O0",
+          harness: Path = HARNESS) -> Path:
+    """Compile ``verilog`` with ``harness`` into ``build_dir/Vharness`` (reused when nothing changed).
 
+    The design's class is ``Vdut`` (``#include "Vdut.h"`` in the harness).
     ``opt`` is the C++ optimization level.  ``-O0`` (default) compiles an
     8k-gate MNIST design about 4x faster than Verilator's ``-Os`` (measured:
     28 s against 126 s of CPU) and still simulates 10,000 images in about
@@ -71,21 +80,35 @@ def build(verilog: Path, top: str, build_dir: Path, *, jobs: int | None = None, 
     if exe is None:
         raise SimError("verilator (4.210 or later) not found: apt-get install verilator, or set VERILATOR")
     build_dir = Path(build_dir)
-    build_dir.mkdir(parents=True, exist_ok=True)
-    key = hashlib.sha256(Path(verilog).read_bytes() + HARNESS.read_bytes() + f"{top} {opt}".encode()).hexdigest()
+    harness = Path(harness)
+    key = hashlib.sha256(Path(verilog).read_bytes() + harness.read_bytes() + f"{top} {opt}".encode()).hexdigest()
     binary, stamp = build_dir / "Vharness", build_dir / "build.sha256"
     if binary.exists() and stamp.exists() and stamp.read_text() == key:
         return binary
-    jobs = jobs or max(1, min(4, os.cpu_count() or 1))
-    cmd = [exe, "--cc", "--exe", "--build", "-j", str(jobs), "--prefix", "Vdut", "--top-module", top,
-           "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "0", "--x-initial", "0",
-           "-MAKEFLAGS", f"OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}", "-Mdir", str(build_dir / "obj"), "-o", str(binary.resolve()),
-           str(Path(verilog).resolve()), str(HARNESS)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
-    if r.returncode or not binary.exists():
-        tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-6:])
-        raise SimError(f"verilator build failed (exit {r.returncode}): {tail}")
-    stamp.write_text(key)
+    build_dir.parent.mkdir(parents=True, exist_ok=True)
+    # A scratch folder moved into place when complete: an interrupted or concurrent build is never reused.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{build_dir.name}.build-", dir=build_dir.parent))
+    try:
+        jobs = jobs or max(1, min(4, os.cpu_count() or 1))
+        cmd = [exe, "--cc", "--exe", "--build", "-j", str(jobs), "--prefix", "Vdut", "--top-module", top,
+               "-Wno-fatal", "-Wno-lint", "-Wno-style", "--x-assign", "0", "--x-initial", "0",
+               "-MAKEFLAGS", f"OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}", "-Mdir", str(tmp / "obj"),
+               "-o", str((tmp / "Vharness").resolve()), str(Path(verilog).resolve()), str(harness.resolve())]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode or not (tmp / "Vharness").exists():
+            tail = " | ".join((r.stderr or r.stdout).strip().splitlines()[-6:])
+            raise SimError(f"verilator build failed (exit {r.returncode}): {tail}")
+        (tmp / "build.sha256").write_text(key)
+        if build_dir.exists():
+            shutil.rmtree(build_dir, ignore_errors=True)
+        try:
+            os.replace(tmp, build_dir)
+        except OSError:
+            if not (binary.exists() and stamp.exists() and stamp.read_text() == key):   # lost a race: fine if done
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return binary
 
 

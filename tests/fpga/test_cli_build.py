@@ -95,3 +95,68 @@ def test_build_without_model_takes_the_newest_run(tmp_path, monkeypatch, capsys)
     assert "exported runs/old" in capsys.readouterr().out
     main(["build", "runs/old", "--board", "ulx3s", "--plan-only", "-o", "b"])
     assert "exported" not in capsys.readouterr().out
+
+
+def test_second_build_into_a_folder_being_built_is_a_one_line_error(tmp_path, capsys):
+    # Issue 15: two builds into one folder both exited 0 and mixed their files.
+    from lgn_fpga.fpga.flow import _lock
+    m = _save(tmp_path, (60, 40, 30))
+    out = tmp_path / "b"
+    fd = _lock(tmp_path / ".b.lock")              # what a running build holds
+    try:
+        with pytest.raises(SystemExit) as e:
+            main(["build", str(m), "--board", "icebreaker", "--plan-only", "-o", str(out)])
+        assert e.value.code != 0
+        err = capsys.readouterr().err
+        assert f"another lgn-fpga build is writing {out} (lock {tmp_path / '.b.lock'})" in err
+        assert len(err.strip().splitlines()) == 1 and not out.exists()
+    finally:
+        import os
+        os.close(fd)
+    main(["build", str(m), "--board", "icebreaker", "--plan-only", "-o", str(out)])   # free again
+    assert (out / "rerun.sh").is_file()
+
+
+def test_failed_or_interrupted_rebuild_leaves_the_previous_build(tmp_path, monkeypatch, capsys):
+    # Issue 15: Ctrl-C during a rebuild left the new top.il beside the old bitstream and report.
+    import subprocess
+
+    from lgn_fpga.fpga import flow
+    _spy(tmp_path, monkeypatch)                    # every tool fails
+    a, b = _save(tmp_path, (60, 40, 30), "a.lgn"), _save(tmp_path, (90, 50, 30), "b.lgn")
+    out = tmp_path / "b"
+    main(["build", str(a), "--board", "icebreaker", "--plan-only", "-o", str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(SystemExit) as e:
+        main(["build", str(b), "--board", "icebreaker", "-o", str(out)])
+    assert e.value.code != 0
+    err = capsys.readouterr().err
+    assert f"see {tmp_path / 'b.failed'}" in err and (tmp_path / "b.failed" / "synth.log").is_file()
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(flow.subprocess, "Popen", interrupted)
+    with pytest.raises(SystemExit) as e:                 # the CLI's Ctrl-C exit
+        main(["build", str(b), "--board", "icebreaker", "-o", str(out)])
+    assert e.value.code == 130
+    monkeypatch.setattr(flow.subprocess, "Popen", subprocess.Popen)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert not list(tmp_path.glob(".b.new-*"))
+    # A successful plan then replaces the whole folder: nothing of the old build stays beside it.
+    (out / "top.bin").write_bytes(b"old bitstream")
+    main(["build", str(b), "--board", "icebreaker", "--plan-only", "-o", str(out)])
+    assert not (out / "top.bin").exists() and (out / "top.il").read_bytes() != before["top.il"]
+
+
+def test_build_refuses_to_replace_a_folder_it_did_not_make(tmp_path, monkeypatch, capsys):
+    m = _save(tmp_path, (60, 40, 30))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    for target in (str(mine), "."):
+        monkeypatch.chdir(tmp_path if target == str(mine) else mine)
+        with pytest.raises(SystemExit):
+            main(["build", str(m), "--board", "icebreaker", "--plan-only", "-o", target])
+        assert "a build replaces" in capsys.readouterr().err
+    assert (mine / "notes.txt").read_text() == "keep me"

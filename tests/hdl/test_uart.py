@@ -8,6 +8,7 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from lgn_fpga.hdl.uart import UARTReceiver, UARTTransmitter, bit_period, check_baud
+from lgn_fpga.sim import uart_line
 
 
 # -- signatures and arguments ---------------------------------------------------------------
@@ -33,26 +34,11 @@ def test_check_baud_says_the_limit():
         check_baud(12e6, 0)
 
 
-# -- line models ------------------------------------------------------------------------------
+# -- line models: the one host-side model, lgn_fpga.sim.uart_line ----------------------------------
 
-def line_levels(payload: bytes, cycles_per_bit: float, stop_level=1, idle=2.0):
-    """Per-cycle levels of an 8N1 line carrying ``payload``, bit edges at exact multiples of the period."""
-    levels, t = [], 0.0
-
-    def hold(level, dur):
-        nonlocal t
-        end = t + dur
-        while len(levels) < round(end):
-            levels.append(level)
-        t = end
-    hold(1, idle * cycles_per_bit)
-    for b in payload:
-        hold(0, cycles_per_bit)
-        for i in range(8):
-            hold((b >> i) & 1, cycles_per_bit)
-        hold(stop_level, cycles_per_bit)
-    hold(1, idle * cycles_per_bit)
-    return levels
+def line_levels(payload: bytes, cycles_per_bit, stop_level=1, idle=2):
+    """Per-cycle levels of an 8N1 line carrying ``payload`` (bit edges at exact multiples of the period)."""
+    return uart_line.line_levels(payload, Fraction(cycles_per_bit), stop=stop_level, idle_bits=idle)
 
 
 def run_rx(divisor, levels):
@@ -128,21 +114,11 @@ def run_tx(divisor, payload, extra_cycles=0):
 
 
 def decode_line(trace, divisor, starts=None):
-    """Ideal receiver: find each falling edge, sample at the middle of every bit."""
-    out, t, d = [], 0, float(divisor)
-    while t < len(trace):
-        if trace[t] == 0:
-            bits = [trace[int(t + d * (k + 0.5))] for k in range(10)]
-            assert bits[0] == 0
-            out.append((sum(b << i for i, b in enumerate(bits[1:9])), bits[9]))
-            if starts is not None:
-                starts.append(t)
-            t = int(t + d * 9.5)
-            while t < len(trace) and trace[t] == 0:
-                t += 1
-        else:
-            t += 1
-    return out
+    """Ideal receiver (the line model's monitor): ``(byte, stop bit)`` per byte; start edges into ``starts``."""
+    out = uart_line.decode_levels(trace, Fraction(divisor))
+    if starts is not None:
+        starts += [t for _, _, t in out]
+    return [(b, stop) for b, stop, _ in out]
 
 
 @pytest.mark.parametrize("divisor", [4, 8, Fraction(25, 3), 13.75])

@@ -100,3 +100,14 @@ def test_client_arguments():
         BoardClient(None, BAUD, window=0)
     with pytest.raises(ValueError, match=r"retries must be a non-negative integer, not -1"):
         BoardClient(None, BAUD, retries=-1)
+    with pytest.raises(ValueError, match=r"baud must be a positive number, not 0"):
+        BoardClient(None, 0)                       # issue 15: a ZeroDivisionError in the deadlines once
+
+
+def test_stream_baud_zero_is_a_one_line_error(tmp_path, capsys):
+    from lgn_fpga.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["stream", "--port", "sim://", "--baud", "0"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Invalid value for '--baud': 0 is not in the range x>=300" in err and "Traceback" not in err

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from lgn_fpga import protocol as P
-from lgn_fpga.sim.vboard import LineDriver, LineMonitor, VirtualBoard, have_verilator
+from lgn_fpga.sim.uart_line import LineDriver, LineMonitor
+from lgn_fpga.sim.vboard import VirtualBoard, have_verilator
 from lgn_fpga.netlist.evaluate import predict
 
 needs_verilator = pytest.mark.skipif(not have_verilator(), reason="verilator not installed")
@@ -93,3 +94,44 @@ def test_backend_checked(net):
         VirtualBoard(net, backend="x")
     with pytest.raises(ValueError, match=r"cycles_per_bit must be an integer >= 4, not 3"):
         VirtualBoard(net, cycles_per_bit=3)
+
+
+def _info_burst_model(n: int) -> list:
+    """Which INFO requests of a back-to-back burst docs/protocol.md says are answered.
+
+    A request is 5 byte times, its reply 23: the board sends one INFO reply and holds one request
+    waiting; a request that completes while one is already waiting gets no reply.
+    """
+    req, rep = P.request_len(0), P.REPLY_LEN + P.INFO_LEN
+    free, waiting, out = -1, None, []
+    for i in range(n):
+        t = req * (i + 1)
+        if waiting is not None and free <= t:
+            free, waiting = max(free, waiting[0]) + rep, out.append(waiting[1])
+        if free <= t:
+            out.append(i)
+            free = t + rep
+        elif waiting is None:
+            waiting = (t, i)
+    return out + ([waiting[1]] if waiting else [])
+
+
+@pytest.mark.sim
+@needs_verilator
+def test_info_bursts_drop_exactly_what_the_protocol_says(net):
+    # Issue 15: 50 back-to-back INFO requests got 12 replies.  Each sent after the last reply, every one is
+    # answered; in a burst, exactly those the one-waiting-request rule keeps (below 23 requests the
+    # model has no ties between a request's end and a reply's end).
+    with VirtualBoard(net, backend="verilator") as vb:
+        byte = 10 / vb.baud
+        for i in range(6):
+            vb.write(P.encode_info_request(i))
+            vb.run((P.request_len(0) + P.REPLY_LEN + P.INFO_LEN + 1) * byte)   # after the reply
+        reps = P.ReplyParser().feed(vb.read_available())
+        assert [(r.seq, r.code) for r in reps] == [(i, P.CODE_INFO) for i in range(6)]
+        for n in (2, 3, 5, 10, 20):
+            vb.write(b"".join(P.encode_info_request(i) for i in range(n)))
+            vb.run((n + 3) * (P.REPLY_LEN + P.INFO_LEN) * byte)
+            seqs = [r.seq for r in P.ReplyParser().feed(vb.read_available())]
+            assert seqs == _info_burst_model(n), n
+    assert _info_burst_model(5) == [0, 1] and _info_burst_model(20) == [0, 1, 5, 10, 14, 19]
