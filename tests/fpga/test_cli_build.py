@@ -109,7 +109,8 @@ def test_second_build_into_a_folder_being_built_is_a_one_line_error(tmp_path, ca
         assert e.value.code != 0
         err = capsys.readouterr().err
         assert f"another lgn-fpga build is writing {out} (lock {tmp_path / '.b.lock'})" in err
-        assert len(err.strip().splitlines()) == 1 and not out.exists()
+        # one error line (a random netlist also gets the "not optimized" note first)
+        assert len([l for l in err.splitlines() if l.startswith("error")]) == 1 and not out.exists()
     finally:
         import os
         os.close(fd)
