@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..tools import env_var
 from ..resources import BOARDS, package_dir
 
 __all__ = ["Board", "Programmer", "load_board", "list_boards", "board_dirs", "BoardError", "FAMILIES"]
@@ -43,7 +44,7 @@ class Programmer:
 
     @property
     def env_var(self) -> str:
-        return self.tool.upper().replace("-", "_")
+        return env_var(self.tool)
 
     def command(self, bitstream) -> list:
         return [str(a).replace("{bitstream}", str(bitstream)) for a in self.args]

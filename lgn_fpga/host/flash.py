@@ -12,10 +12,10 @@ hung USB device) is stopped.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
+from ..tools import find_tool
 from .client import HostError
 
 __all__ = ["find_programmer", "flash", "DEFAULT_FLASH_TIMEOUT"]
@@ -52,8 +52,7 @@ def find_programmer(board):
     if not board.programmers:
         raise HostError(f"board {board.name} lists no programmers; add one under 'programmers' in {board.path}")
     for prog in board.programmers:
-        env = os.environ.get(prog.env_var)
-        path = shutil.which(env) if env else (shutil.which(prog.tool) or _from_pip(prog.tool))
+        path = find_tool(prog.tool, HostError) or _from_pip(prog.tool)
         if path:
             return prog, path
     names = ", ".join(p.tool for p in board.programmers)

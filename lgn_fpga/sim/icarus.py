@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..tools import find_tool
 from .verilator import SimError
 
 
 
 def have_icarus() -> bool:
-    return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
+    return find_tool("iverilog") is not None and find_tool("vvp") is not None
 
 
 @dataclass

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .icarus import have_icarus
 
 
 # Fast benches: 8 cycles per UART bit (the receiver samples mid-bit), a frame timeout of 48 bit times.
@@ -30,10 +31,6 @@ class TopBenchRun:
     failed: int
     seconds: float
     results_xml: Path
-
-
-def have_icarus() -> bool:
-    return shutil.which("iverilog") is not None and shutil.which("vvp") is not None
 
 
 def make_top(net, *, cycles_per_bit: int = CYCLES_PER_BIT, timeout_bits: int = TIMEOUT_BITS, n_leds: int = 4,

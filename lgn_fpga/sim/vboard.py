@@ -23,8 +23,6 @@ of the board's clock, however long that takes.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -51,7 +49,8 @@ def cache_dir() -> Path:
 
 
 def have_verilator() -> bool:
-    return shutil.which(os.environ.get("VERILATOR", "verilator")) is not None
+    from .verilator import verilator_path
+    return verilator_path() is not None
 
 
 # -- backends ------------------------------------------------------------------------------------

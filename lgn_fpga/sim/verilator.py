@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lgn_fpga.errors import LgnError
+from ..errors import LgnError
+from ..tools import find_tool
 
 HERE = Path(__file__).resolve().parent
 HARNESS = HERE / "verilator_harness.cpp"
@@ -36,8 +37,9 @@ class SimError(LgnError):
 
 
 def verilator_path() -> str | None:
-    """``$VERILATOR`` or ``verilator`` on PATH, if it runs and is new enough for the harness."""
-    exe = shutil.which(os.environ.get("VERILATOR", "verilator"))
+    """Verilator (found as :mod:`lgn_fpga.tools` says: ``$VERILATOR``, then PATH), if it runs and is new enough
+    for the harness."""
+    exe = find_tool("verilator", SimError)
     if exe is None:
         return None
     try:
