@@ -80,7 +80,7 @@ test: venv sysdeps
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
 
 # For someone changing one module: no toolchain, simulators, data, training fixtures or heavy runs (< 1 min).
-QUICK_MARKERS ?= not slow and not toolchain and not sim and not data and not train and not heavy and not gpu
+QUICK_MARKERS ?= not slow and not toolchain and not sim and not data and not train and not heavy and not install and not gpu
 test-quick: venv
 	$(PY) -m pytest -m "$(QUICK_MARKERS)" -q $(PYTEST_ARGS)
 
