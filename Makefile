@@ -15,6 +15,8 @@ endif
 
 DEMO_RUN ?= runs/demo
 DEMO_OUT ?= out/demo
+# The bitstream goes where `lgn-fpga build --board icebreaker` puts it, so `lgn-fpga stream` finds it afterwards.
+DEMO_BUILD ?= build/icebreaker
 PYTEST_ARGS ?=
 
 .PHONY: help venv sysdeps demo test test-quick test-all sim bench bench-quick gpu-check clean distclean
@@ -52,8 +54,8 @@ demo: venv sysdeps
 	$(LGN) train digits --config digits-tiny -o $(DEMO_RUN)
 	$(LGN) export $(DEMO_RUN) -o $(DEMO_OUT)/model.lgn
 	$(PY) -m lgn_fpga.sim $(DEMO_OUT)/model.lgn --build-dir $(DEMO_OUT)/sim --board icebreaker
-	$(LGN) build $(DEMO_OUT)/model.lgn --board icebreaker -o $(DEMO_OUT)/icebreaker
-	$(LGN) report $(DEMO_RUN) --model $(DEMO_OUT)/model.lgn --sim $(DEMO_OUT)/sim --build $(DEMO_OUT)/icebreaker
+	$(LGN) build $(DEMO_OUT)/model.lgn --board icebreaker -o $(DEMO_BUILD)
+	$(LGN) report $(DEMO_RUN) --model $(DEMO_OUT)/model.lgn --sim $(DEMO_OUT)/sim --build $(DEMO_BUILD)
 
 # Hardware == software, image by image (Verilator and cocotb + Icarus when installed, Amaranth's simulator).
 MODEL ?= $(DEMO_OUT)/model.lgn
