@@ -35,10 +35,10 @@ from .autograd import logic_function
 from .reverse_index import reverse_index
 
 __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "forward", "backward",
-           "LogicFunction", "build"]
+           "LogicFunction", "build", "truth_tables", "hard_stack"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 _c_void_p = ctypes.c_void_p
 _i64 = ctypes.c_int64
@@ -158,6 +158,16 @@ def _load():
             lib.lgn_backward_c.restype = None
             lib.lgn_backward_xc.argtypes = [p, _i64, _i64, p, p, p, p, p, p, p, p, _int]
             lib.lgn_backward_xc.restype = None
+            lib.lgn_pack.argtypes = [p, _i64, _i64, p, _int]
+            lib.lgn_pack.restype = _i64
+            lib.lgn_unpack.argtypes = [p, _i64, _i64, p, _int]
+            lib.lgn_unpack.restype = None
+            lib.lgn_forward_bits.argtypes = [p, _i64, p, p, p, p, _i64, _int]
+            lib.lgn_forward_bits.restype = None
+            lib.lgn_backward_c_bits.argtypes = [p, _i64, p, p, p, p, _i64, _int]
+            lib.lgn_backward_c_bits.restype = None
+            lib.lgn_backward_xc_bits.argtypes = [p, _i64, _i64, p, p, p, p, p, p, p, p, _int]
+            lib.lgn_backward_xc_bits.restype = None
             _state["info"] = {"path": str(path), "flags": flags, "openmp": bool(lib.lgn_has_openmp())}
         _state["lib"] = lib
         _state["reason"] = reason
@@ -257,3 +267,113 @@ def backward(g, x, a, b, c_in, rev=None, need_x=True, need_c=True):
 
 
 LogicFunction = logic_function(forward, backward, reverse_index, "C")
+
+
+# ----------------------------------------------------------------------------------------------- bit-packed path
+
+# Coefficient row (c0, c1, c2, c3) of the gate with truth table tt = f(0,0) | f(1,0)<<1 | f(0,1)<<2 | f(1,1)<<3.
+_TT = torch.arange(16)
+_TT_COEFFS = torch.stack([(_TT >> k) & 1 for k in range(4)], 1).float() @ torch.tensor(
+    [[1., -1., -1., 1.], [0., 1., 0., -1.], [0., 0., 1., -1.], [0., 0., 0., 1.]])
+
+
+def truth_tables(c: torch.Tensor) -> torch.Tensor | None:
+    """uint8 ``[N]`` truth table of every neuron when ``c [N, 4]`` holds hard gates only, else None.
+
+    Hard: every row is exactly the coefficient row of one of the 16 gates (what argmax and the
+    Gumbel-STE sample give), so that on 0/1 inputs the float forward is exactly that gate.
+    """
+    c = c.detach()
+    if c.dtype != torch.float32 or c.dim() != 2 or c.shape[1] != 4 or c.device.type != "cpu":
+        return None
+    t00, t10, t01 = c[:, 0], c[:, 0] + c[:, 1], c[:, 0] + c[:, 2]
+    t11 = t10 + c[:, 2] + c[:, 3]
+    tt = torch.stack([t00, t10, t01, t11], 1)
+    if not bool(((tt == 0) | (tt == 1)).all()):
+        return None
+    code = (tt.to(torch.uint8) << torch.arange(4, dtype=torch.uint8)).sum(1, dtype=torch.uint8)
+    return code if torch.equal(_TT_COEFFS[code.long()], c) else None
+
+
+class HardStack(torch.autograd.Function):
+    """Logic layers with hard gates on 0/1 inputs, bit-packed: ``apply(x, xbits, wiring, *cs) -> y`` (float).
+
+    ``wiring``: one ``(a, b, tt)`` per layer; ``cs``: ``c, c_in`` per layer (``c_in`` may be None).
+    Saves the packed input of every layer (1 bit per activation) and the input-gradient coefficients;
+    the backward reads the bits.
+    """
+
+    @staticmethod
+    def forward(ctx, x, xbits, wiring, *cs):
+        lib, nt = _lib(), num_threads()
+        B = x.shape[1]
+        W = xbits.shape[1]
+        bits = [xbits]
+        for a, b, tt in wiring:
+            y = torch.empty((a.shape[0], W), dtype=torch.int64)
+            lib.lgn_forward_bits(bits[-1].data_ptr(), W, a.data_ptr(), b.data_ptr(), tt.data_ptr(), y.data_ptr(),
+                                 a.shape[0], nt)
+            bits.append(y)
+        out = torch.empty((bits[-1].shape[0], B), dtype=torch.float32)
+        lib.lgn_unpack(bits[-1].data_ptr(), out.shape[0], B, out.data_ptr(), nt)
+        ctx.bits, ctx.wiring, ctx.B = bits[:-1], wiring, B
+        ctx.c_in = [(cs[2 * l] if cs[2 * l + 1] is None else cs[2 * l + 1]).detach().contiguous()
+                    for l in range(len(wiring))]
+        return out
+
+    @staticmethod
+    def backward(ctx, gy):
+        lib, nt, B = _lib(), num_threads(), ctx.B
+        need = ctx.needs_input_grad
+        L = len(ctx.wiring)
+        need_c = [need[3 + 2 * l] for l in range(L)]
+        grads = [None] * (2 * L)
+        g, dx = gy.contiguous().float(), None
+        for l in reversed(range(L)):
+            a, b, _ = ctx.wiring[l]
+            xb, N = ctx.bits[l], a.shape[0]
+            F = xb.shape[0]
+            want_x = need[0] if l == 0 else (need[0] or any(need_c[:l]))
+            dc = torch.empty((N, 4), dtype=torch.float32) if need_c[l] else None
+            dx = None
+            if want_x:
+                off, idx = reverse_index(a, b, F)
+                dx = torch.empty((F, B), dtype=torch.float32)
+                lib.lgn_backward_xc_bits(xb.data_ptr(), F, B, a.data_ptr(), b.data_ptr(), ctx.c_in[l].data_ptr(),
+                                         g.data_ptr(), off.data_ptr(), idx.data_ptr(), dx.data_ptr(),
+                                         dc.data_ptr() if dc is not None else None, nt)
+            elif dc is not None:
+                lib.lgn_backward_c_bits(xb.data_ptr(), B, a.data_ptr(), b.data_ptr(), g.data_ptr(), dc.data_ptr(),
+                                        N, nt)
+            grads[2 * l] = dc
+            if dx is None:
+                break
+            g = dx
+        return (dx if need[0] else None, None, None, *grads)
+
+
+def hard_stack(x, layers):
+    """The output ``[N, B]`` of logic ``layers`` (each ``(a, b, c, c_in)``) through the bit-packed kernels,
+    or None when the forward is not hard (a gate that is not hard, an input that is not 0/1, an empty shape):
+    the caller then runs the float kernels.  Same values and gradients as :func:`forward`/:func:`backward`
+    layer by layer (gradient sums in another order)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 2 or 0 in x.shape or not layers:
+        return None
+    wiring, cs, F = [], [], x.shape[0]
+    for a, b, c, c_in in layers:
+        if a.shape[0] == 0:
+            return None
+        _check(x, a, b, c)
+        tt = truth_tables(c)
+        if tt is None:
+            return None
+        reverse_index(a, b, F)  # validates the indices (cached): C must never read out of bounds
+        wiring.append((a.contiguous(), b.contiguous(), tt))
+        cs += [c, c_in]
+        F = a.shape[0]
+    lib = _lib()
+    x = x.contiguous()
+    xbits = torch.empty((x.shape[0], (x.shape[1] + 63) // 64), dtype=torch.int64)
+    if lib.lgn_pack(x.data_ptr(), x.shape[0], x.shape[1], xbits.data_ptr(), num_threads()):
+        return None
+    return HardStack.apply(x, xbits, tuple(wiring), *cs)

@@ -42,7 +42,7 @@
 #endif
 
 /* Bumped whenever a signature below changes; checked by cpu.py after loading. */
-#define LGN_ABI_VERSION 1
+#define LGN_ABI_VERSION 2
 
 EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
 
@@ -180,6 +180,184 @@ EXPORT void lgn_backward_xc(const float *RESTRICT x, int64_t F, int64_t B, const
                 const float c2 = cin[4 * n + 2];
 #pragma omp simd
                 for (int64_t s = 0; s < B; s++) acc[s] += gn[s] * (c2 + c3 * pa[s]);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Bit-packed hard forward.
+ *
+ * When every gate of a forward is hard (integer coefficients of one of the 16 gates: gumbel-ste, argmax) and
+ * the inputs are 0/1, every activation is exactly 0 or 1.  Rows are then packed 64 samples per uint64 word
+ * (sample s of a row is bit s % 64 of word s / 64; W = ceil(B / 64) words per row, the padding bits of the
+ * last word are arbitrary and never read back), a gate is one bitwise operation per word, and the
+ * activations saved for the backward are these bits.  Gates are named here by their truth table
+ * tt = f(0,0) | f(1,0) << 1 | f(0,1) << 2 | f(1,1) << 3 (bit order: A first); the Python side derives tt
+ * from c and checks that c is that gate's coefficient row.
+ *
+ * The backward reads bits: with A, B in {0, 1}, g*A is g or 0 and c1' + c3'*B is c1' or (c1' + c3'), so the
+ * gradients are the float path's, up to the order of the float sums.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+/* Pack x [R, B] float into bits [R, W]; returns the number of values that are neither 0 nor 1 (then the
+ * bits are meaningless and the caller must use the float path). */
+EXPORT int64_t lgn_pack(const float *RESTRICT x, int64_t R, int64_t B, uint64_t *RESTRICT bits, int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    int64_t bad = 0;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) reduction(+ : bad)
+    for (int64_t r = 0; r < R; r++) {
+        const float *RESTRICT xr = x + r * B;
+        uint64_t *RESTRICT br = bits + r * W;
+        for (int64_t w = 0; w < W; w++) {
+            const int64_t s0 = 64 * w, m = B - s0 < 64 ? B - s0 : 64;
+            uint64_t word = 0;
+            int64_t nb = 0;
+            for (int64_t j = 0; j < m; j++) {
+                const float v = xr[s0 + j];
+                word |= (uint64_t)(v == 1.0f) << j;
+                nb += (v != 0.0f) & (v != 1.0f);
+            }
+            br[w] = word;
+            bad += nb;
+        }
+    }
+    return bad;
+}
+
+/* y [R, B] float from bits [R, W]. */
+EXPORT void lgn_unpack(const uint64_t *RESTRICT bits, int64_t R, int64_t B, float *RESTRICT y, int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static)
+    for (int64_t r = 0; r < R; r++) {
+        const uint64_t *RESTRICT br = bits + r * W;
+        float *RESTRICT yr = y + r * B;
+        for (int64_t s = 0; s < B; s++) yr[s] = (float)((br[s >> 6] >> (s & 63)) & 1u);
+    }
+}
+
+/* ybits [N, W] = gate tt[n] of xbits rows a[n], b[n]: one bitwise operation per word. */
+EXPORT void lgn_forward_bits(const uint64_t *RESTRICT x, int64_t W, const int64_t *RESTRICT a,
+                             const int64_t *RESTRICT b, const uint8_t *RESTRICT tt, uint64_t *RESTRICT y,
+                             int64_t N, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static)
+    for (int64_t n = 0; n < N; n++) {
+        const uint64_t *RESTRICT xa = x + a[n] * W;
+        const uint64_t *RESTRICT xb = x + b[n] * W;
+        uint64_t *RESTRICT yn = y + n * W;
+        switch (tt[n] & 15) {
+#define GATE(code, expr) case code: for (int64_t w = 0; w < W; w++) { const uint64_t A = xa[w], B = xb[w]; \
+                                        (void)A; (void)B; yn[w] = (expr); } break;
+        GATE(0, 0)
+        GATE(1, ~(A | B))
+        GATE(2, A & ~B)
+        GATE(3, ~B)
+        GATE(4, ~A & B)
+        GATE(5, ~A)
+        GATE(6, A ^ B)
+        GATE(7, ~(A & B))
+        GATE(8, A & B)
+        GATE(9, ~(A ^ B))
+        GATE(10, A)
+        GATE(11, A | ~B)
+        GATE(12, B)
+        GATE(13, ~A | B)
+        GATE(14, A | B)
+        GATE(15, ~(uint64_t)0)
+#undef GATE
+        }
+    }
+}
+
+/* Bit j (0..31) of h as a lane mask; the loops below are over 32-sample halves of a word, which vectorize. */
+#define BIT(h, j) (((h) >> (j)) & 1u)
+
+/* dc[n] += sum over the samples of one half-word of g * (1, A, B, A*B). */
+static inline void dc_half(const float *RESTRICT gs, uint32_t ha, uint32_t hb, int m, float *s) {
+    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+    for (int j = 0; j < m; j++) {
+        const float g = gs[j];
+        const uint32_t A = BIT(ha, j), Bv = BIT(hb, j);
+        s0 += g;
+        s1 += A ? g : 0.f;
+        s2 += Bv ? g : 0.f;
+        s3 += (A & Bv) ? g : 0.f;
+    }
+    s[0] += s0; s[1] += s1; s[2] += s2; s[3] += s3;
+}
+
+/* acc[j] += g[j] * (bit j of hp ? v1 : v0) over one half-word. */
+static inline void dx_half(float *RESTRICT acc, const float *RESTRICT gs, uint32_t hp, int m, float v0, float v1) {
+#pragma omp simd
+    for (int j = 0; j < m; j++) acc[j] += gs[j] * (BIT(hp, j) ? v1 : v0);
+}
+
+/* Walk the samples of one row pair as (offset, length, half-word of row p, half-word of row q). */
+#define FOR_HALVES(B, rp, rq, body)                                                                   \
+    for (int64_t s0 = 0; s0 < (B); s0 += 32) {                                                        \
+        const int m = (B) - s0 < 32 ? (int)((B) - s0) : 32;                                           \
+        const uint32_t hp = (uint32_t)((rp)[s0 >> 6] >> (s0 & 63));                                   \
+        const uint32_t hq = (uint32_t)((rq)[s0 >> 6] >> (s0 & 63));                                   \
+        (void)hp; (void)hq;                                                                           \
+        body                                                                                          \
+    }
+
+/* dc only, from bits (the first layer, whose input needs no gradient). */
+EXPORT void lgn_backward_c_bits(const uint64_t *RESTRICT x, int64_t B, const int64_t *RESTRICT a,
+                                const int64_t *RESTRICT b, const float *RESTRICT g, float *RESTRICT dc, int64_t N,
+                                int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 256)
+    for (int64_t n = 0; n < N; n++) {
+        const uint64_t *RESTRICT xa = x + a[n] * W, *RESTRICT xb = x + b[n] * W;
+        const float *RESTRICT gn = g + n * B;
+        float s[4] = {0.f, 0.f, 0.f, 0.f};
+        FOR_HALVES(B, xa, xb, dc_half(gn + s0, hp, hq, m, s);)
+        memcpy(dc + 4 * n, s, sizeof s);
+    }
+}
+
+/* dx (and dc when dc != NULL) from bits, one pass over the reverse index (as lgn_backward_xc). */
+EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t B, const int64_t *RESTRICT a,
+                                 const int64_t *RESTRICT b, const float *RESTRICT cin, const float *RESTRICT g,
+                                 const int64_t *RESTRICT rev_off, const int64_t *RESTRICT rev_idx,
+                                 float *RESTRICT dx, float *RESTRICT dc, int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 64)
+    for (int64_t i = 0; i < F; i++) {
+        float *RESTRICT acc = dx + i * B;
+        const uint64_t *RESTRICT home = x + i * W;
+        memset(acc, 0, (size_t)B * sizeof(float));
+        const int64_t k_end = rev_off[i + 1], k_all = rev_off[F];
+        for (int64_t k = rev_off[i]; k < k_end; k++) {
+            if (k + PREFETCH_AHEAD < k_all) prefetch_row(g + (rev_idx[k + PREFETCH_AHEAD] >> 1) * B, B);
+            const int64_t code = rev_idx[k];
+            const int64_t n = code >> 1;
+            const float *RESTRICT gn = g + n * B;
+            const float c3 = cin[4 * n + 3];
+            if ((code & 1) == 0) {
+                /* input i is A of neuron n; the partner is B: d/dA = c1 + c3*B. */
+                const float c1 = cin[4 * n + 1];
+                const uint64_t *RESTRICT pb = x + b[n] * W;
+                if (dc) {
+                    float s[4] = {0.f, 0.f, 0.f, 0.f};
+                    FOR_HALVES(B, home, pb, { dx_half(acc + s0, gn + s0, hq, m, c1, c1 + c3 * 1.0f);
+                                              dc_half(gn + s0, hp, hq, m, s); })
+                    memcpy(dc + 4 * n, s, sizeof s);
+                } else {
+                    FOR_HALVES(B, home, pb, dx_half(acc + s0, gn + s0, hq, m, c1, c1 + c3 * 1.0f);)
+                }
+            } else {
+                /* input i is B of neuron n; the partner is A: d/dB = c2 + c3*A. */
+                const float c2 = cin[4 * n + 2];
+                const uint64_t *RESTRICT pa = x + a[n] * W;
+                FOR_HALVES(B, home, pa, dx_half(acc + s0, gn + s0, hq, m, c2, c2 + c3 * 1.0f);)
             }
         }
     }

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..gates import NUM_GATES, PASS_A, torch_coeffs
-from ..kernels import logic_layer
+from ..kernels import logic_layer, logic_stack
 from .wiring import SCHEMES, check_window, input_sites, layer_sites, local_connections
 
 __all__ = ["Relaxation", "LogicLayer", "GroupSum", "LogicNet", "make_connections", "gumbel_noise", "MODES"]
@@ -204,9 +204,8 @@ class LogicNet(nn.Module):
     def forward(self, bits, r: Relaxation, backend: str = "reference"):
         """``bits``: float ``[B, n_inputs]`` of 0/1 -> class scores ``[B, k]``."""
         x = bits.t().contiguous()
-        for layer in self.layers:
-            x = layer(x, r, backend)
-        return self.group(x)
+        layers = [(l.a, l.b, *l.coefficients(r)) for l in self.layers]
+        return self.group(logic_stack(x, layers, backend))
 
     @property
     def n_gates(self) -> int:
