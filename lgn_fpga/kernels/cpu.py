@@ -160,6 +160,8 @@ def _load():
             lib.lgn_backward_xc.restype = None
             lib.lgn_pack.argtypes = [p, _i64, _i64, p, _int]
             lib.lgn_pack.restype = _i64
+            lib.lgn_truth_tables.argtypes = [p, _i64, p]
+            lib.lgn_truth_tables.restype = _i64
             lib.lgn_unpack.argtypes = [p, _i64, _i64, p, _int]
             lib.lgn_unpack.restype = None
             lib.lgn_forward_bits.argtypes = [p, _i64, p, p, p, p, _i64, _int]
@@ -271,28 +273,19 @@ LogicFunction = logic_function(forward, backward, reverse_index, "C")
 
 # ----------------------------------------------------------------------------------------------- bit-packed path
 
-# Coefficient row (c0, c1, c2, c3) of the gate with truth table tt = f(0,0) | f(1,0)<<1 | f(0,1)<<2 | f(1,1)<<3.
-_TT = torch.arange(16)
-_TT_COEFFS = torch.stack([(_TT >> k) & 1 for k in range(4)], 1).float() @ torch.tensor(
-    [[1., -1., -1., 1.], [0., 1., 0., -1.], [0., 0., 1., -1.], [0., 0., 0., 1.]])
-
-
 def truth_tables(c: torch.Tensor) -> torch.Tensor | None:
-    """uint8 ``[N]`` truth table of every neuron when ``c [N, 4]`` holds hard gates only, else None.
+    """uint8 ``[N]`` truth tables ``f(0,0) | f(1,0)<<1 | f(0,1)<<2 | f(1,1)<<3`` when ``c [N, 4]`` holds hard
+    gates only, else None.
 
-    Hard: every row is exactly the coefficient row of one of the 16 gates (what argmax and the
-    Gumbel-STE sample give), so that on 0/1 inputs the float forward is exactly that gate.
+    Hard: every row is exactly the coefficient row of one of the 16 gates (what argmax and the Gumbel-STE
+    sample give), so that on 0/1 inputs the float forward is exactly that gate.
     """
     c = c.detach()
     if c.dtype != torch.float32 or c.dim() != 2 or c.shape[1] != 4 or c.device.type != "cpu":
         return None
-    t00, t10, t01 = c[:, 0], c[:, 0] + c[:, 1], c[:, 0] + c[:, 2]
-    t11 = t10 + c[:, 2] + c[:, 3]
-    tt = torch.stack([t00, t10, t01, t11], 1)
-    if not bool(((tt == 0) | (tt == 1)).all()):
-        return None
-    code = (tt.to(torch.uint8) << torch.arange(4, dtype=torch.uint8)).sum(1, dtype=torch.uint8)
-    return code if torch.equal(_TT_COEFFS[code.long()], c) else None
+    c = c.contiguous()
+    tt = torch.empty(c.shape[0], dtype=torch.uint8)
+    return None if _lib().lgn_truth_tables(c.data_ptr(), c.shape[0], tt.data_ptr()) else tt
 
 
 class HardStack(torch.autograd.Function):

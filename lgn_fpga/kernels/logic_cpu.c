@@ -29,6 +29,9 @@
  */
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -226,6 +229,21 @@ EXPORT int64_t lgn_pack(const float *RESTRICT x, int64_t R, int64_t B, uint64_t 
     return bad;
 }
 
+/* tt[n] of every neuron whose coefficients c[n] are exactly those of a gate (c0 = f00, c1 = f10 - f00,
+ * c2 = f01 - f00, c3 = f11 - f10 - f01 + f00 with every f in {0, 1}); returns the number of neurons that are
+ * not hard (then tt is meaningless and the caller must use the float path). */
+EXPORT int64_t lgn_truth_tables(const float *RESTRICT c, int64_t N, uint8_t *RESTRICT tt) {
+    int64_t bad = 0;
+    for (int64_t n = 0; n < N; n++) {
+        const float c0 = c[4 * n], c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
+        const int f00 = c0 == 1.0f, f10 = c0 + c1 == 1.0f, f01 = c0 + c2 == 1.0f, f11 = c0 + c1 + c2 + c3 == 1.0f;
+        bad += c0 != (float)f00 || c1 != (float)(f10 - f00) || c2 != (float)(f01 - f00) ||
+               c3 != (float)(f11 - f10 - f01 + f00);
+        tt[n] = (uint8_t)(f00 | f10 << 1 | f01 << 2 | f11 << 3);
+    }
+    return bad;
+}
+
 /* y [R, B] float from bits [R, W]. */
 EXPORT void lgn_unpack(const uint64_t *RESTRICT bits, int64_t R, int64_t B, float *RESTRICT y, int nthreads) {
     const int64_t W = (B + 63) / 64;
@@ -234,7 +252,15 @@ EXPORT void lgn_unpack(const uint64_t *RESTRICT bits, int64_t R, int64_t B, floa
     for (int64_t r = 0; r < R; r++) {
         const uint64_t *RESTRICT br = bits + r * W;
         float *RESTRICT yr = y + r * B;
-        for (int64_t s = 0; s < B; s++) yr[s] = (float)((br[s >> 6] >> (s & 63)) & 1u);
+        for (int64_t s0 = 0; s0 < B; s0 += 32) {
+            const uint32_t h = (uint32_t)(br[s0 >> 6] >> (s0 & 63));
+            if (B - s0 >= 32) {
+#pragma omp simd
+                for (int j = 0; j < 32; j++) yr[s0 + j] = (float)((h >> j) & 1u);
+            } else {
+                for (int j = 0; j < B - s0; j++) yr[s0 + j] = (float)((h >> j) & 1u);
+            }
+        }
     }
 }
 
@@ -248,6 +274,17 @@ EXPORT void lgn_forward_bits(const uint64_t *RESTRICT x, int64_t W, const int64_
         const uint64_t *RESTRICT xa = x + a[n] * W;
         const uint64_t *RESTRICT xb = x + b[n] * W;
         uint64_t *RESTRICT yn = y + n * W;
+        if (W < 8) {
+            /* Short rows (small batches): a branch-free sum of minterms beats a mispredicted switch. */
+            const unsigned t = tt[n];
+            const uint64_t m00 = -(uint64_t)(t & 1u), m10 = -(uint64_t)((t >> 1) & 1u);
+            const uint64_t m01 = -(uint64_t)((t >> 2) & 1u), m11 = -(uint64_t)((t >> 3) & 1u);
+            for (int64_t w = 0; w < W; w++) {
+                const uint64_t A = xa[w], B = xb[w];
+                yn[w] = (m00 & ~(A | B)) | (m10 & A & ~B) | (m01 & ~A & B) | (m11 & A & B);
+            }
+            continue;
+        }
         switch (tt[n] & 15) {
 #define GATE(code, expr) case code: for (int64_t w = 0; w < W; w++) { const uint64_t A = xa[w], B = xb[w]; \
                                         (void)A; (void)B; yn[w] = (expr); } break;
@@ -275,25 +312,69 @@ EXPORT void lgn_forward_bits(const uint64_t *RESTRICT x, int64_t W, const int64_
 /* Bit j (0..31) of h as a lane mask; the loops below are over 32-sample halves of a word, which vectorize. */
 #define BIT(h, j) (((h) >> (j)) & 1u)
 
-/* dc[n] += sum over the samples of one half-word of g * (1, A, B, A*B). */
-static inline void dc_half(const float *RESTRICT gs, uint32_t ha, uint32_t hb, int m, float *s) {
-    float s0 = 0.f, s1 = 0.f, s2 = 0.f, s3 = 0.f;
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
+/* dc of one neuron, accumulated lane-wise over the half-words of its row (S[k][j]: term k of lane j) and
+ * reduced once at the end: g * (1, A, B, A*B). */
+typedef struct { float s[4][32]; } dc_acc;
+
+static inline void dc_zero(dc_acc *RESTRICT d) { memset(d, 0, sizeof *d); }
+
+static inline void dc_half(const float *RESTRICT gs, uint32_t ha, uint32_t hb, int m, dc_acc *RESTRICT d) {
+    if (m == 32) {   /* else: the generic loop below */
+#if defined(__AVX512F__)
+        /* The bits are the lane masks: one k-register move per 16 samples. */
+        for (int h = 0; h < 2; h++) {
+            const __mmask16 kA = (__mmask16)(ha >> (16 * h)), kB = (__mmask16)(hb >> (16 * h));
+            const __m512 g = _mm512_loadu_ps(gs + 16 * h);
+            float *s0 = d->s[0] + 16 * h, *s1 = d->s[1] + 16 * h, *s2 = d->s[2] + 16 * h, *s3 = d->s[3] + 16 * h;
+            _mm512_storeu_ps(s0, _mm512_add_ps(_mm512_loadu_ps(s0), g));
+            _mm512_storeu_ps(s1, _mm512_add_ps(_mm512_loadu_ps(s1), _mm512_maskz_mov_ps(kA, g)));
+            _mm512_storeu_ps(s2, _mm512_add_ps(_mm512_loadu_ps(s2), _mm512_maskz_mov_ps(kB, g)));
+            _mm512_storeu_ps(s3, _mm512_add_ps(_mm512_loadu_ps(s3), _mm512_maskz_mov_ps(kA & kB, g)));
+        }
+        return;
+#endif
+    }
+#pragma omp simd
     for (int j = 0; j < m; j++) {
         const float g = gs[j];
         const uint32_t A = BIT(ha, j), Bv = BIT(hb, j);
-        s0 += g;
-        s1 += A ? g : 0.f;
-        s2 += Bv ? g : 0.f;
-        s3 += (A & Bv) ? g : 0.f;
+        d->s[0][j] += g;
+        d->s[1][j] += A ? g : 0.f;
+        d->s[2][j] += Bv ? g : 0.f;
+        d->s[3][j] += (A & Bv) ? g : 0.f;
     }
-    s[0] += s0; s[1] += s1; s[2] += s2; s[3] += s3;
+}
+
+static inline void dc_store(const dc_acc *RESTRICT d, float *RESTRICT out) {
+    for (int k = 0; k < 4; k++) {
+        float t = 0.f;
+#pragma omp simd reduction(+ : t)
+        for (int j = 0; j < 32; j++) t += d->s[k][j];
+        out[k] = t;
+    }
 }
 
 /* acc[j] += g[j] * (bit j of hp ? v1 : v0) over one half-word. */
 static inline void dx_half(float *RESTRICT acc, const float *RESTRICT gs, uint32_t hp, int m, float v0, float v1) {
+#if defined(__AVX512F__)
+    if (m == 32) {
+        const __m512 V0 = _mm512_set1_ps(v0), V1 = _mm512_set1_ps(v1);
+        for (int h = 0; h < 2; h++) {
+            const __m512 sel = _mm512_mask_blend_ps((__mmask16)(hp >> (16 * h)), V0, V1);
+            /* mul then add, as the float path rounds it (no FMA) */
+            _mm512_storeu_ps(acc + 16 * h, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * h),
+                                                         _mm512_mul_ps(_mm512_loadu_ps(gs + 16 * h), sel)));
+        }
+        return;
+    }
+#endif
+    if (m == 32) {
 #pragma omp simd
-    for (int j = 0; j < m; j++) acc[j] += gs[j] * (BIT(hp, j) ? v1 : v0);
+        for (int j = 0; j < 32; j++) acc[j] += gs[j] * (BIT(hp, j) ? v1 : v0);
+    } else {
+#pragma omp simd
+        for (int j = 0; j < m; j++) acc[j] += gs[j] * (BIT(hp, j) ? v1 : v0);
+    }
 }
 
 /* Walk the samples of one row pair as (offset, length, half-word of row p, half-word of row q). */
@@ -316,9 +397,10 @@ EXPORT void lgn_backward_c_bits(const uint64_t *RESTRICT x, int64_t B, const int
     for (int64_t n = 0; n < N; n++) {
         const uint64_t *RESTRICT xa = x + a[n] * W, *RESTRICT xb = x + b[n] * W;
         const float *RESTRICT gn = g + n * B;
-        float s[4] = {0.f, 0.f, 0.f, 0.f};
-        FOR_HALVES(B, xa, xb, dc_half(gn + s0, hp, hq, m, s);)
-        memcpy(dc + 4 * n, s, sizeof s);
+        dc_acc d;
+        dc_zero(&d);
+        FOR_HALVES(B, xa, xb, dc_half(gn + s0, hp, hq, m, &d);)
+        dc_store(&d, dc + 4 * n);
     }
 }
 
@@ -346,10 +428,11 @@ EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t 
                 const float c1 = cin[4 * n + 1];
                 const uint64_t *RESTRICT pb = x + b[n] * W;
                 if (dc) {
-                    float s[4] = {0.f, 0.f, 0.f, 0.f};
+                    dc_acc d;
+                    dc_zero(&d);
                     FOR_HALVES(B, home, pb, { dx_half(acc + s0, gn + s0, hq, m, c1, c1 + c3 * 1.0f);
-                                              dc_half(gn + s0, hp, hq, m, s); })
-                    memcpy(dc + 4 * n, s, sizeof s);
+                                              dc_half(gn + s0, hp, hq, m, &d); })
+                    dc_store(&d, dc + 4 * n);
                 } else {
                     FOR_HALVES(B, home, pb, dx_half(acc + s0, gn + s0, hq, m, c1, c1 + c3 * 1.0f);)
                 }
