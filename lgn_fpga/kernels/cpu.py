@@ -288,6 +288,20 @@ def truth_tables(c: torch.Tensor) -> torch.Tensor | None:
     return None if _lib().lgn_truth_tables(c.data_ptr(), c.shape[0], tt.data_ptr()) else tt
 
 
+_scratch = threading.local()
+
+
+def _scratch_rows(slot: int, rows: int, B: int) -> torch.Tensor:
+    """A reused ``[rows, B]`` float buffer (two slots per thread) for the gradients between the layers of
+    :class:`HardStack`: fresh multi-MB tensors cost a page fault per 4 KB on every step."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = [torch.empty(0), torch.empty(0)]
+    if bufs[slot].numel() < rows * B:
+        bufs[slot] = torch.empty(rows * B, dtype=torch.float32)
+    return bufs[slot][: rows * B].view(rows, B)
+
+
 class HardStack(torch.autograd.Function):
     """Logic layers with hard gates on 0/1 inputs, bit-packed: ``apply(x, xbits, wiring, *cs) -> y`` (float).
 
@@ -331,7 +345,8 @@ class HardStack(torch.autograd.Function):
             dx = None
             if want_x:
                 off, idx = reverse_index(a, b, F)
-                dx = torch.empty((F, B), dtype=torch.float32)
+                # Between layers the gradient lives in the two scratch slots, alternately; the input's is fresh.
+                dx = torch.empty((F, B), dtype=torch.float32) if l == 0 else _scratch_rows(l % 2, F, B)
                 lib.lgn_backward_xc_bits(xb.data_ptr(), F, B, a.data_ptr(), b.data_ptr(), ctx.c_in[l].data_ptr(),
                                          g.data_ptr(), off.data_ptr(), idx.data_ptr(), dx.data_ptr(),
                                          dc.data_ptr() if dc is not None else None, nt)
