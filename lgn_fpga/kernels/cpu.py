@@ -10,26 +10,24 @@ C++ extension and no CUDA toolkit are involved.
 
 Threads: ``LGN_FPGA_THREADS`` when set, else ``torch.get_num_threads()``.
 
-Flag sets are tried from the fastest down (``-march=native -fopenmp`` first);
-one that fails leaves a ``.failed`` marker so that later processes go straight
-to the next (delete the cache directory to retry).  If no compiler works,
+The build is :func:`lgn_fpga.ccompile.build_library`'s: flag sets are tried from
+the fastest down (``-march=native -fopenmp`` first); one that fails leaves a
+``.failed`` marker so that later processes go straight to the next (delete the
+cache directory to retry).  If no compiler works,
 :func:`available` is False and :func:`unavailable_reason` says why;
 ``backend="auto"`` then falls back to the reference kernel.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
-from ..ccompile import cache_root, cc_command, compiler_id, cpu_fingerprint, extra_cflags, lib_suffix
+from ..ccompile import build_library, cache_root, cc_command, extra_cflags
 from ..errors import LgnError
 from .autograd import logic_function
 from .reverse_index import reverse_index
@@ -62,11 +60,11 @@ _FLAG_SETS = (
     ["-O3", "-march=native"],
     ["-O2"],
 )
-_COMMON = ["-std=c11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno"]
+_COMMON = ["-std=c11", "-fPIC", "-ffp-contract=off", "-fno-math-errno"]
 
 
 def build(cc: str | None = None, directory: Path | None = None) -> tuple[Path | None, str, list[str]]:
-    """Compile ``logic_cpu.c`` (or find it already built).
+    """Compile ``logic_cpu.c`` (or find it already built), through :func:`lgn_fpga.ccompile.build_library`.
 
     Parameters
     ----------
@@ -87,54 +85,16 @@ def build(cc: str | None = None, directory: Path | None = None) -> tuple[Path | 
         return None, (f"no C compiler found ({name!r} is not on PATH); install gcc or clang, "
                       f"or set CC to one"), []
     directory = Path(directory) if directory is not None else cache_dir()
+    src = SOURCE.read_text()
+    flag_sets = [f + _COMMON + extra_cflags() for f in _FLAG_SETS]
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        built = build_library(directory, "logic_cpu", [src], {SOURCE.name: src}, flag_sets, cc=cc_cmd,
+                              remember_failures=True, timeout=300)
     except OSError as e:
-        return None, f"cannot create the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
-    src = SOURCE.read_bytes()
-    extra = extra_cflags()
-    cid = compiler_id(cc_cmd)
-    suffix = lib_suffix()
-    errors = []
-    for flags in _FLAG_SETS:
-        flags = flags + _COMMON + extra
-        h = hashlib.sha256()
-        for part in (src, " ".join(cc_cmd).encode(), cid.encode(), " ".join(flags).encode()):
-            h.update(part)
-            h.update(b"\0")
-        if "-march=native" in flags:
-            h.update(cpu_fingerprint().encode())
-        out = directory / f"logic_cpu-{h.hexdigest()[:20]}{suffix}"
-        failed = out.with_suffix(".failed")   # a flag set that failed once is not retried by every process
-        if out.exists():
-            return out, "", flags
-        if failed.exists():
-            errors.append(f"{' '.join(flags[:3])}: {failed.read_text().strip()} (cached in {failed.name})")
-            continue
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=out.stem + ".", suffix=suffix + ".tmp", dir=directory)
-            os.close(fd)
-        except OSError as e:
-            return None, f"cannot write to the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
-        try:
-            proc = subprocess.run(cc_cmd + flags + ["-o", tmp, str(SOURCE)], capture_output=True, text=True,
-                                  timeout=300)
-            if proc.returncode == 0:
-                os.replace(tmp, out)  # atomic: a concurrent build of the same key writes the same bytes
-                return out, "", flags
-            msg = (proc.stderr or proc.stdout).strip().splitlines()
-            msg = msg[-1] if msg else f"exit {proc.returncode}"
-            errors.append(f"{' '.join(flags[:3])}: {msg}")
-            try:
-                failed.write_text(msg + "\n")
-            except OSError:
-                pass
-        except (OSError, subprocess.SubprocessError) as e:
-            errors.append(f"{' '.join(flags[:3])}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return None, f"{cc_cmd[0]} could not build {SOURCE.name}: " + "; ".join(errors), []
+        return None, f"cannot write to the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
+    if built.path is None:
+        return None, f"{cc_cmd[0]} could not build {SOURCE.name}: " + "; ".join(built.errors), []
+    return built.path, "", built.flags
 
 
 def _load():
