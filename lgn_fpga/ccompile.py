@@ -109,7 +109,8 @@ def build_library(directory: Path, prefix: str, key_parts, sources: Callable[[],
 
     ``sources``: ``{file name: C text}`` (or a function returning it, called only when something must be
     compiled); several files compile in parallel, ``jobs`` at a time, and are linked with the same flags.
-    ``key_parts`` must determine the sources.  ``remember_failures``: a flag set that fails leaves a
+    ``key_parts`` must determine the sources.  A library already built with any of the flag sets is
+    taken first.  ``remember_failures``: a flag set that fails leaves a
     ``.failed`` marker beside its library, so that later processes go straight to the next one (delete
     the cache folder to retry).  Raises OSError when ``directory`` cannot be created or written.
     """
@@ -119,12 +120,13 @@ def build_library(directory: Path, prefix: str, key_parts, sources: Callable[[],
     cid = compiler_id(cc)
     out = Built(None)
     texts = None
-    for flags in flag_sets:
-        flags = list(flags)
-        path = library_path(directory, prefix, key_parts, cc, flags, cid)
+    flag_sets = [list(f) for f in flag_sets]
+    paths = [library_path(directory, prefix, key_parts, cc, f, cid) for f in flag_sets]
+    for flags, path in zip(flag_sets, paths):   # one built earlier with any of the flag sets
         if path.exists():
             out.path, out.flags = path, flags
             return out
+    for flags, path in zip(flag_sets, paths):
         failed = path.with_suffix(".failed")
         if remember_failures and failed.exists():
             out.errors.append(f"{' '.join(flags[:3])}: {failed.read_text().strip()} (cached in {failed.name})")
