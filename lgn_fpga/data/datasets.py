@@ -3,7 +3,7 @@
 Every loader returns uint8 images ``[N, C, H, W]`` and int64 labels, read from
 the standard on-disk formats in place.  Files are looked up in, in order: the
 ``data_dir`` argument (``--data-dir``), ``$LGN_FPGA_DATA``, the download cache
-``~/.cache/lgn-fpga/data`` (``$XDG_CACHE_HOME`` respected) and, for
+``~/.cache/lgn-fpga/data`` (``$LGN_FPGA_CACHE`` and ``$XDG_CACHE_HOME`` respected) and, for
 Fashion-MNIST, Debian's ``dataset-fashion-mnist`` package.  When files are
 absent they are downloaded from the official location into the cache and
 checked against known MD5 sums; offline, one line says where to put them.
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..ccompile import cache_root
 from ..errors import DataError
 from ..fileio import atomic_write_bytes
 
@@ -64,8 +65,8 @@ class DataBundle:
 # -- where data lives ---------------------------------------------------------------
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lgn-fpga" / "data"
+    """``$LGN_FPGA_CACHE/data``, else under ``$XDG_CACHE_HOME/lgn-fpga`` or ``~/.cache/lgn-fpga``."""
+    return cache_root("data")
 
 
 def data_dirs(data_dir=None) -> list[Path]:

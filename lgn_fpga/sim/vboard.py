@@ -8,7 +8,7 @@ frame buffer, binarizer, classifier, replies) is the hardware's own.
 Two backends run the same design:
 
 * ``verilator``: the top level as Verilog, compiled once per model (cached under
-  ``~/.cache/lgn-fpga/vboard``) with a small C++ harness; millions of cycles/s.
+  ``$LGN_FPGA_CACHE/vboard``, default ``~/.cache/lgn-fpga/vboard``) with a small C++ harness; millions of cycles/s.
 * ``amaranth``: Amaranth's Python simulator; needs nothing else, slow.
 
 Simulated time advances only while the host waits for replies (:meth:`VirtualBoard.read`),
@@ -29,6 +29,7 @@ from collections import deque
 from fractions import Fraction
 from pathlib import Path
 
+from ..ccompile import cache_root
 from ..errors import LgnError
 
 __all__ = ["LineDriver", "LineMonitor", "AmaranthBackend", "VerilatorBackend", "VirtualBoard",
@@ -44,8 +45,8 @@ class VirtualBoardError(LgnError):
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lgn-fpga" / "vboard"
+    """``$LGN_FPGA_CACHE/vboard``, else under ``$XDG_CACHE_HOME/lgn-fpga`` or ``~/.cache/lgn-fpga``."""
+    return cache_root("vboard")
 
 
 def have_verilator() -> bool:
