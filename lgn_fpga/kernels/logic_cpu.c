@@ -203,13 +203,17 @@ EXPORT void lgn_backward_xc(const float *RESTRICT x, int64_t F, int64_t B, const
  * gradients are the float path's, up to the order of the float sums.
  * ------------------------------------------------------------------------------------------------------------ */
 
+/* Below this many activations a bit-level pass takes microseconds: waking the other threads (on a busy machine,
+ * waiting for a descheduled one) would cost more than it saves. */
+#define SMALL_BITS (1 << 22)
+
 /* Pack x [R, B] float into bits [R, W]; returns the number of values that are neither 0 nor 1 (then the
  * bits are meaningless and the caller must use the float path). */
 EXPORT int64_t lgn_pack(const float *RESTRICT x, int64_t R, int64_t B, uint64_t *RESTRICT bits, int nthreads) {
     const int64_t W = (B + 63) / 64;
     int64_t bad = 0;
     (void)nthreads;
-#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) reduction(+ : bad)
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) reduction(+ : bad) if (R * B >= SMALL_BITS)
     for (int64_t r = 0; r < R; r++) {
         const float *RESTRICT xr = x + r * B;
         uint64_t *RESTRICT br = bits + r * W;
@@ -248,7 +252,7 @@ EXPORT int64_t lgn_truth_tables(const float *RESTRICT c, int64_t N, uint8_t *RES
 EXPORT void lgn_unpack(const uint64_t *RESTRICT bits, int64_t R, int64_t B, float *RESTRICT y, int nthreads) {
     const int64_t W = (B + 63) / 64;
     (void)nthreads;
-#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static)
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (R * B >= SMALL_BITS)
     for (int64_t r = 0; r < R; r++) {
         const uint64_t *RESTRICT br = bits + r * W;
         float *RESTRICT yr = y + r * B;
@@ -269,7 +273,7 @@ EXPORT void lgn_forward_bits(const uint64_t *RESTRICT x, int64_t W, const int64_
                              const int64_t *RESTRICT b, const uint8_t *RESTRICT tt, uint64_t *RESTRICT y,
                              int64_t N, int nthreads) {
     (void)nthreads;
-#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static)
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N * W * 64 >= SMALL_BITS)
     for (int64_t n = 0; n < N; n++) {
         const uint64_t *RESTRICT xa = x + a[n] * W;
         const uint64_t *RESTRICT xb = x + b[n] * W;
