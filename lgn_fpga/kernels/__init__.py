@@ -15,7 +15,7 @@ import torch
 from ..errors import LgnError
 from . import reference
 
-__all__ = ["logic_layer", "logic_stack", "available_backends", "resolve_backend", "BACKENDS"]
+__all__ = ["logic_layer", "logic_stack", "gumbel_ste_coefficients", "available_backends", "resolve_backend", "BACKENDS"]
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
 
@@ -126,3 +126,16 @@ def logic_stack(x, layers, backend: str = "reference"):
     for a, b, c, c_in in layers:
         x = logic_layer(x, a, b, c, c_in, backend=backend)
     return x
+
+
+def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M, backend: str = "reference"):
+    """``(c, c_soft)`` of a Gumbel-STE layer (see :func:`.reference.gumbel_ste_coefficients`); the C kernel
+    forms them in one pass (same sampled gate, the soft part equal up to rounding)."""
+    if backend == "auto":
+        backend = resolve_backend("auto", z.device)
+    if backend == "cpu":
+        from . import cpu
+        out = cpu.gumbel_ste_coefficients(z, noise, scale, tau, M)
+        if out is not None:
+            return out
+    return reference.gumbel_ste_coefficients(z, noise, scale, tau, M)

@@ -33,10 +33,10 @@ from .autograd import logic_function
 from .reverse_index import reverse_index
 
 __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "forward", "backward",
-           "LogicFunction", "build", "truth_tables", "hard_stack"]
+           "LogicFunction", "build", "truth_tables", "hard_stack", "gumbel_ste_coefficients"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 _c_void_p = ctypes.c_void_p
 _i64 = ctypes.c_int64
@@ -120,6 +120,10 @@ def _load():
             lib.lgn_backward_xc.restype = None
             lib.lgn_pack.argtypes = [p, _i64, _i64, p, _int]
             lib.lgn_pack.restype = _i64
+            lib.lgn_gumbel_coeffs.argtypes = [p, p, ctypes.c_float, ctypes.c_float, p, _i64, p, p, p, _int]
+            lib.lgn_gumbel_coeffs.restype = None
+            lib.lgn_gumbel_coeffs_backward.argtypes = [p, p, ctypes.c_float, p, _i64, p, _int]
+            lib.lgn_gumbel_coeffs_backward.restype = None
             lib.lgn_truth_tables.argtypes = [p, _i64, p]
             lib.lgn_truth_tables.restype = _i64
             lib.lgn_unpack.argtypes = [p, _i64, _i64, p, _int]
@@ -345,3 +349,50 @@ def hard_stack(x, layers):
     if lib.lgn_pack(x.data_ptr(), x.shape[0], x.shape[1], xbits.data_ptr(), num_threads()):
         return None
     return HardStack.apply(x, xbits, tuple(wiring), *cs)
+
+
+# ----------------------------------------------------------------------------------------------- Gumbel-STE coefficients
+
+class GumbelSTE(torch.autograd.Function):
+    """``apply(z, noise, scale, tau, M) -> (c, c_soft)``: the sampled gate's coefficients (gradient through
+    ``softmax((z + scale*noise) / tau) @ M``, straight-through) and the soft mixture (no gradient)."""
+
+    @staticmethod
+    def forward(ctx, z, noise, scale, tau, M):
+        lib, nt = _lib(), num_threads()
+        z = z.detach().contiguous()
+        N = z.shape[0]
+        c_hard = torch.empty((N, 4), dtype=torch.float32)
+        c_soft = torch.empty((N, 4), dtype=torch.float32)
+        p = torch.empty((N, 16), dtype=torch.float32)
+        if N:
+            lib.lgn_gumbel_coeffs(z.data_ptr(), noise.data_ptr() if noise is not None else None, scale, tau,
+                                  M.data_ptr(), N, c_hard.data_ptr(), c_soft.data_ptr(), p.data_ptr(), nt)
+        ctx.save_for_backward(p, M)
+        ctx.tau = tau
+        ctx.mark_non_differentiable(c_soft)
+        return c_hard, c_soft
+
+    @staticmethod
+    def backward(ctx, dc, _):
+        p, M = ctx.saved_tensors
+        dz = torch.empty_like(p)
+        if p.shape[0]:
+            lib = _lib()
+            lib.lgn_gumbel_coeffs_backward(p.data_ptr(), dc.contiguous().float().data_ptr(), ctx.tau, M.data_ptr(),
+                                           p.shape[0], dz.data_ptr(), num_threads())
+        return dz, None, None, None, None
+
+
+def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M):
+    """The C version of :func:`lgn_fpga.kernels.reference.gumbel_ste_coefficients` (one pass, no torch ops:
+    at 8,000 neurons a dozen small torch ops cost more than the layer's kernels); None when ``z`` is not a
+    float32 CPU tensor with 16 logits per neuron."""
+    if z.device.type != "cpu" or z.dtype != torch.float32 or z.dim() != 2 or z.shape[1] != 16:
+        return None
+    if noise is not None:
+        noise = noise.detach().to(torch.float32).contiguous()
+        if noise.shape != z.shape or noise.device.type != "cpu":
+            return None
+    M = M.detach().to(torch.float32).contiguous()
+    return GumbelSTE.apply(z, noise, float(scale), float(tau), M)

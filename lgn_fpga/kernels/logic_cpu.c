@@ -45,7 +45,7 @@
 #endif
 
 /* Bumped whenever a signature below changes; checked by cpu.py after loading. */
-#define LGN_ABI_VERSION 2
+#define LGN_ABI_VERSION 3
 
 EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
 
@@ -447,5 +447,63 @@ EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t 
                 FOR_HALVES(B, home, pa, dx_half(acc + s0, gn + s0, hq, m, c2, c2 + c3 * 1.0f);)
             }
         }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Gumbel-STE coefficients of a layer in one pass (what lgn_fpga.train.model forms with a dozen torch ops):
+ *   zs = z + scale * g          (g: the Gumbel noise [N, 16], drawn by torch; NULL for no noise)
+ *   k  = argmax zs              (the first maximum, as torch.argmax)   c_hard[n] = M[k]
+ *   p  = softmax(zs / tau)      c_soft[n] = p @ M                       (p saved for the backward)
+ * zs and k are computed exactly as torch does (one multiply, one add), so the sampled gate is the reference's;
+ * the softmax may differ from torch's in the last bits (another exp).  M: [16, 4] coefficient rows.
+ * ------------------------------------------------------------------------------------------------------------ */
+#include <math.h>
+
+EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
+                              const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
+                              float *RESTRICT p, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 65536)
+    for (int64_t n = 0; n < N; n++) {
+        float zs[16], e[16];
+        int k = 0;
+        for (int j = 0; j < 16; j++) {
+            zs[j] = g ? z[16 * n + j] + scale * g[16 * n + j] : z[16 * n + j];
+            if (zs[j] > zs[k]) k = j;
+        }
+        float mx = zs[0] / tau, sum = 0.f;
+        for (int j = 1; j < 16; j++) mx = zs[j] / tau > mx ? zs[j] / tau : mx;
+        for (int j = 0; j < 16; j++) {
+            e[j] = expf(zs[j] / tau - mx);
+            sum += e[j];
+        }
+        float cs[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int j = 0; j < 16; j++) {
+            const float pj = e[j] / sum;
+            p[16 * n + j] = pj;
+            for (int i = 0; i < 4; i++) cs[i] += pj * M[4 * j + i];
+        }
+        for (int i = 0; i < 4; i++) {
+            c_soft[4 * n + i] = cs[i];
+            c_hard[4 * n + i] = M[4 * k + i];
+        }
+    }
+}
+
+/* dz [N, 16] from dc [N, 4] through c_soft = softmax(zs / tau) @ M: dz = p * (gp - <p, gp>) / tau, gp = M dc. */
+EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RESTRICT dc, float tau,
+                                       const float *RESTRICT M, int64_t N, float *RESTRICT dz, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 65536)
+    for (int64_t n = 0; n < N; n++) {
+        float gp[16], dot = 0.f;
+        for (int j = 0; j < 16; j++) {
+            float t = 0.f;
+            for (int i = 0; i < 4; i++) t += M[4 * j + i] * dc[4 * n + i];
+            gp[j] = t;
+            dot += p[16 * n + j] * t;
+        }
+        for (int j = 0; j < 16; j++) dz[16 * n + j] = p[16 * n + j] * (gp[j] - dot) / tau;
     }
 }

@@ -132,3 +132,24 @@ def test_the_model_trains_and_evaluates_bit_packed(monkeypatch):
         if scores.requires_grad:
             scores.sum().backward()
         assert bool(calls) == packed, kind
+
+
+@pytest.mark.parametrize("scale,tau", [(1.0, 1.0), (0.1, 0.7), (0.0, 2.0)])
+def test_fused_gumbel_coefficients_equal_the_reference(scale, tau):
+    from lgn_fpga.kernels import gumbel_ste_coefficients
+    from lgn_fpga.train.model import gumbel_noise
+    gen = torch.Generator().manual_seed(int(10 * scale + tau))
+    z0 = torch.randn(3001, NUM_GATES, generator=gen) * 2
+    noise = gumbel_noise(z0.shape, gen) if scale else None
+    R = torch.randn(3001, 4, generator=gen)
+    out = {}
+    for be in ("reference", "cpu"):
+        z = z0.clone().requires_grad_()
+        c, c_soft = gumbel_ste_coefficients(z, noise, scale, tau, torch_coeffs(), be)
+        assert not c_soft.requires_grad
+        (c * R).sum().backward()
+        out[be] = (c.detach(), c_soft, z.grad)
+    assert type(out["cpu"][0]) is torch.Tensor and cpu.truth_tables(out["cpu"][0]) is not None
+    assert torch.equal(out["cpu"][0], out["reference"][0])          # the same sampled gates
+    assert_close(out["cpu"][1], out["reference"][1], "c_soft")
+    assert_close(out["cpu"][2], out["reference"][2], "dlogits")
