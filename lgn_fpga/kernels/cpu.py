@@ -299,7 +299,10 @@ class HardStack(torch.autograd.Function):
         L = len(ctx.wiring)
         need_c = [need[3 + 2 * l] for l in range(L)]
         grads = [None] * (2 * L)
-        g, dx = gy.contiguous().float(), None
+        gy = gy.float()
+        # GroupSum's gradient arrives broadcast: made contiguous in the scratch slot the top layer does not write.
+        g = gy if gy.is_contiguous() else _scratch_rows(L % 2, *gy.shape).copy_(gy)
+        dx = None
         for l in reversed(range(L)):
             a, b, _ = ctx.wiring[l]
             xb, N = ctx.bits[l], a.shape[0]

@@ -460,6 +460,24 @@ EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t 
  * ------------------------------------------------------------------------------------------------------------ */
 #include <math.h>
 
+/* e^x for x <= 0 (x below -87 gives ~0), relative error below 2e-7: range reduction x = k ln2 + r, |r| <= ln2/2,
+ * a degree-6 polynomial, 2^k from the exponent bits.  Written out so that the softmax vectorizes (libm's expf
+ * is a call per element). */
+static inline float exp_nonpos(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float k = __builtin_rintf(x * 1.44269504088896341f);
+    const float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { uint32_t u; float f; } e = {(uint32_t)((int32_t)k + 127) << 23};
+    return p * e.f;
+}
+
 EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
                               const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
                               float *RESTRICT p, int nthreads) {
@@ -468,22 +486,33 @@ EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, 
     for (int64_t n = 0; n < N; n++) {
         float zs[16], e[16];
         int k = 0;
-        for (int j = 0; j < 16; j++) {
-            zs[j] = g ? z[16 * n + j] + scale * g[16 * n + j] : z[16 * n + j];
-            if (zs[j] > zs[k]) k = j;
+        if (g) {
+#pragma omp simd
+            for (int j = 0; j < 16; j++) zs[j] = z[16 * n + j] + scale * g[16 * n + j];
+        } else {
+            memcpy(zs, z + 16 * n, sizeof zs);
         }
-        float mx = zs[0] / tau, sum = 0.f;
-        for (int j = 1; j < 16; j++) mx = zs[j] / tau > mx ? zs[j] / tau : mx;
+        float best = zs[0];
+        for (int j = 1; j < 16; j++) {
+            k = zs[j] > best ? j : k;
+            best = zs[j] > best ? zs[j] : best;
+        }
+        float y[16], mx = -INFINITY, sum = 0.f;
+#pragma omp simd reduction(max : mx)
         for (int j = 0; j < 16; j++) {
-            e[j] = expf(zs[j] / tau - mx);
+            y[j] = zs[j] / tau;
+            mx = y[j] > mx ? y[j] : mx;
+        }
+#pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < 16; j++) {
+            e[j] = exp_nonpos(y[j] - mx);
             sum += e[j];
         }
         float cs[4] = {0.f, 0.f, 0.f, 0.f};
-        for (int j = 0; j < 16; j++) {
-            const float pj = e[j] / sum;
-            p[16 * n + j] = pj;
-            for (int i = 0; i < 4; i++) cs[i] += pj * M[4 * j + i];
-        }
+#pragma omp simd
+        for (int j = 0; j < 16; j++) p[16 * n + j] = e[j] / sum;
+        for (int j = 0; j < 16; j++)
+            for (int i = 0; i < 4; i++) cs[i] += p[16 * n + j] * M[4 * j + i];
         for (int i = 0; i < 4; i++) {
             c_soft[4 * n + i] = cs[i];
             c_hard[4 * n + i] = M[4 * k + i];
