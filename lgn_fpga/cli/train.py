@@ -82,7 +82,10 @@ def _default_run_dir(cfg) -> Path:
 @click.option("--resume", is_flag=True, help="Continue the run in --run-dir exactly where it stopped "
               "(--steps may raise its total).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **overrides):
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="Train on N processes of this machine (torch.distributed DDP: gloo on CPUs, NCCL on N GPUs); "
+                   "--batch-size is the global batch, split between them.")
+def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, nproc, **overrides):
     """Train a logic gate network on DATASET (digits, mnist, fashion-mnist, cifar10;
     default: the --config file's dataset, else digits).
 
@@ -100,9 +103,9 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
       lgn-fpga train mnist --config mnist-s --mode softmax --steps 2000
       lgn-fpga train cifar10 --config configs/cifar10-s.yaml --recipe seed
       lgn-fpga train --resume -o runs/mnist-scaled-20261128-101500 --steps 10000
+      lgn-fpga train mnist --config mnist-s --nproc 4 --batch-size 512
     """
     from ..train.config import load_yaml, resolve_config
-    from ..train.loop import Trainer
 
     cli = {k: v for k, v in overrides.items() if v is not None}
     set_keys = _parse_set(set_pairs)
@@ -138,17 +141,40 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, **o
     else:
         cfg = resolve_config(ydict, cli, source=str(config_path or "config"))
     rd = Path(run_dir) if run_dir else _default_run_dir(cfg)
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, not {nproc}")
+    if nproc == 1:
+        _run(cfg, rd, resume, quiet)
+        return
+    from ..train.distributed import spawn
+    try:
+        spawn(nproc, cfg.device, _run, cfg, rd, resume, quiet)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; checkpoint saved. Continue with: lgn-fpga train --resume -o {rd} --nproc {nproc}",
+                   err=True)
+        sys.exit(130)
+
+
+def _run(cfg, rd: Path, resume: bool, quiet: bool) -> None:
+    """Train, test and report one run: in this process, or as one process of a group (rank 0 reports)."""
+    from ..train.loop import Trainer
     t = Trainer(cfg, rd, resume=resume, progress=not quiet)
     c = t.cfg
-    click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {len(c.widths_list())} x "
-               f"{c.widths_list()[0]} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
-               + (f", resuming at step {t.step}" if resume else ""), err=True)
+    if t.rank == 0:
+        click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {len(c.widths_list())} x "
+                   f"{c.widths_list()[0]} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
+                   + (f" x {t.world} processes" if t.world > 1 else "")
+                   + (f", resuming at step {t.step}" if resume else ""), err=True)
     try:
         t.train()
     except KeyboardInterrupt:
+        if t.world > 1:
+            raise
         click.echo(f"interrupted at step {t.step}; checkpoint saved. Continue with: "
                    f"lgn-fpga train --resume -o {rd}", err=True)
         sys.exit(130)
+    if t.rank != 0:
+        return
     rec = t.test()
     click.echo(f"test accuracy {100 * rec['test_acc_discrete']:.2f}% (discretized, best val checkpoint at step "
                f"{rec['step']}), train-mode {100 * rec['test_acc_train_mode']:.2f}%, gap "

@@ -28,6 +28,7 @@ from ..errors import CheckpointError, ConfigError, TrainingError
 from ..kernels import resolve_backend
 from .checkpoint import atomic_write_text, load_checkpoint, save_checkpoint
 from .config import TrainConfig, noise_at
+from .distributed import rank_and_world
 from .model import LogicNet, Relaxation
 
 __all__ = ["Trainer", "build_model", "model_from_state", "evaluate", "code_version", "batch_indices"]
@@ -116,7 +117,9 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir, resume: bool = False, progress: bool = True, log=print):
         self.run_dir = Path(run_dir)
-        self.progress, self.log = progress, log
+        # In a process group (lgn-fpga train --nproc, torchrun): a slice of every batch here, rank 0 writes.
+        self.rank, self.world = rank_and_world()
+        self.progress, self.log = progress and self.rank == 0, log
         self.state = None
         if resume:
             self.state = load_checkpoint(self.run_dir, "checkpoint.pt")
@@ -133,8 +136,14 @@ class Trainer:
             # Small layers: thread start-up and OpenMP barriers cost more than they save (measured 2 s vs
             # 36 s for 300 digits-tiny steps on a loaded 2-core machine), so stay on one thread.
             torch.set_num_threads(1)
+        elif self.world > 1:   # N processes share the machine's cores
+            torch.set_num_threads(max(1, torch.get_num_threads() // self.world))
         dev = cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.world > 1 and dev == "cuda":
+            dev = f"cuda:{self.rank}"
         self.device = torch.device(dev)
+        if cfg.batch_size % self.world:
+            raise ConfigError(f"the batch size ({cfg.batch_size}) must be a multiple of the {self.world} processes")
         try:
             self.backend = resolve_backend(cfg.kernel, self.device)
         except ValueError as e:
@@ -154,6 +163,17 @@ class Trainer:
 
         self.model = build_model(cfg, self.enc, n_classes).to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # The module that trains: DDP averages the gradients of the replicas (the wiring buffers are equal by
+        # seed and never change, so they are not broadcast).
+        self.train_model = self.model
+        if self.world > 1:
+            import inspect
+
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                    else {"broadcast_buffers": False})   # the newer torch's name for it
+            self.train_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                   **sync)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.step, self.best, self.elapsed = 0, -1.0, 0.0
         if self.state is not None:
@@ -162,12 +182,12 @@ class Trainer:
             self.noise_gen.set_state(self.state["noise_rng"].to("cpu") if self.device.type == "cpu"
                                      else self.state["noise_rng"])
             self.step, self.best, self.elapsed = self.state["step"], self.state["best"], self.state["elapsed"]
-        else:
+        elif self.rank == 0:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             meta = {"code": code_version(), "command": sys.argv, "host": platform.node(),
                     "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "kernel": self.backend,
-                    "device": str(self.device), "threads": torch.get_num_threads(),
+                    "device": str(self.device), "threads": torch.get_num_threads(), "processes": self.world,
                     "encoding": self.enc.to_dict(), "dataset_sizes": {
                         "train": len(self.data.train), "val": len(self.data.val), "test": len(self.data.test)}}
             atomic_write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2))
@@ -187,6 +207,8 @@ class Trainer:
                 "dataset": self.cfg.dataset, "code": code_version()}
 
     def save(self, best: bool = False) -> None:
+        if self.rank != 0:
+            return
         st = self._ckpt_state()
         save_checkpoint(self.run_dir / "checkpoint.pt", st)
         if best:
@@ -235,10 +257,11 @@ class Trainer:
             self.model.train()
             while self.step < cfg.steps:
                 t0 = time.perf_counter()
-                idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size).to(self.device)
+                idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size)
+                idx = idx.chunk(self.world)[self.rank].to(self.device)
                 x = self.enc.encode_torch(self.train_x[idx])
                 y = self.train_y[idx]
-                out = self.model(x, self.relaxation(self.step), self.backend)
+                out = self.train_model(x, self.relaxation(self.step), self.backend)
                 loss = F.cross_entropy(out, y)
                 if not torch.isfinite(loss):
                     ck = self.run_dir / "checkpoint.pt"
@@ -254,7 +277,7 @@ class Trainer:
                 loss_ema = lv if loss_ema is None else 0.95 * loss_ema + 0.05 * lv
                 acc_ema = av if acc_ema is None else 0.95 * acc_ema + 0.05 * av
                 bar.update(1)
-                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                if (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.rank == 0:
                     last = self.validate()
                     last.update(loss=round(loss_ema, 5), train_acc=round(acc_ema, 5))
                     improved = last["val_acc_discrete"] > self.best
