@@ -55,7 +55,7 @@ def run(backend, x0, layers, R, soft_input_grad, x_grad):
     return y.detach(), x.grad, [z.grad for z in zs]
 
 
-@pytest.mark.parametrize("B", [1, 37, 64, 65, 130])
+@pytest.mark.parametrize("B", [1, 37, 64, 65, 130, 513])   # 513: rows of 9 words, the switch path
 @pytest.mark.parametrize("soft_input_grad", [False, True])
 @pytest.mark.parametrize("x_grad", [False, True])
 def test_hard_stack_equals_reference(B, soft_input_grad, x_grad):
