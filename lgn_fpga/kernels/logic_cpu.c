@@ -481,6 +481,9 @@ static inline float exp_nonpos(float x) {
 EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
                               const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
                               float *RESTRICT p, int nthreads) {
+    float MT[4][16];   /* M transposed: the mixture's four sums run over contiguous lanes */
+    for (int j = 0; j < 16; j++)
+        for (int i = 0; i < 4; i++) MT[i][j] = M[4 * j + i];
     (void)nthreads;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 65536)
     for (int64_t n = 0; n < N; n++) {
@@ -492,11 +495,12 @@ EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, 
         } else {
             memcpy(zs, z + 16 * n, sizeof zs);
         }
-        float best = zs[0];
-        for (int j = 1; j < 16; j++) {
-            k = zs[j] > best ? j : k;
-            best = zs[j] > best ? zs[j] : best;
-        }
+        float best = -INFINITY;
+#pragma omp simd reduction(max : best)
+        for (int j = 0; j < 16; j++) best = zs[j] > best ? zs[j] : best;
+        unsigned at = 0;   /* the first maximum, as torch.argmax */
+        for (int j = 0; j < 16; j++) at |= (unsigned)(zs[j] == best) << j;
+        k = at ? __builtin_ctz(at) : 0;
         float y[16], mx = -INFINITY, sum = 0.f;
 #pragma omp simd reduction(max : mx)
         for (int j = 0; j < 16; j++) {
@@ -508,13 +512,13 @@ EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, 
             e[j] = exp_nonpos(y[j] - mx);
             sum += e[j];
         }
-        float cs[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma omp simd
         for (int j = 0; j < 16; j++) p[16 * n + j] = e[j] / sum;
-        for (int j = 0; j < 16; j++)
-            for (int i = 0; i < 4; i++) cs[i] += p[16 * n + j] * M[4 * j + i];
         for (int i = 0; i < 4; i++) {
-            c_soft[4 * n + i] = cs[i];
+            float t = 0.f;
+#pragma omp simd reduction(+ : t)
+            for (int j = 0; j < 16; j++) t += p[16 * n + j] * MT[i][j];
+            c_soft[4 * n + i] = t;
             c_hard[4 * n + i] = M[4 * k + i];
         }
     }
