@@ -288,6 +288,9 @@ class HardStack(torch.autograd.Function):
         out = torch.empty((bits[-1].shape[0], B), dtype=torch.float32)
         lib.lgn_unpack(bits[-1].data_ptr(), out.shape[0], B, out.data_ptr(), nt)
         ctx.bits, ctx.wiring, ctx.B = bits[:-1], wiring, B
+        # The reverse indices of the wiring as it was in this forward, as the float path keeps them (cached:
+        # hard_stack built them when it checked the indices).
+        ctx.revs = [reverse_index(a, b, xb.shape[0]) for (a, b, _), xb in zip(wiring, ctx.bits)]
         ctx.c_in = [(cs[2 * l] if cs[2 * l + 1] is None else cs[2 * l + 1]).detach().contiguous()
                     for l in range(len(wiring))]
         return out
@@ -311,7 +314,7 @@ class HardStack(torch.autograd.Function):
             dc = torch.empty((N, 4), dtype=torch.float32) if need_c[l] else None
             dx = None
             if want_x:
-                off, idx = reverse_index(a, b, F)
+                off, idx = ctx.revs[l]
                 # Between layers the gradient lives in the two scratch slots, alternately; the input's is fresh.
                 dx = torch.empty((F, B), dtype=torch.float32) if l == 0 else _scratch_rows(l % 2, F, B)
                 lib.lgn_backward_xc_bits(xb.data_ptr(), F, B, a.data_ptr(), b.data_ptr(), ctx.c_in[l].data_ptr(),

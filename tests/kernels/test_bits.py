@@ -153,3 +153,22 @@ def test_fused_gumbel_coefficients_equal_the_reference(scale, tau):
     assert torch.equal(out["cpu"][0], out["reference"][0])          # the same sampled gates
     assert_close(out["cpu"][1], out["reference"][1], "c_soft")
     assert_close(out["cpu"][2], out["reference"][2], "dlogits")
+
+
+def test_wiring_changed_in_place_is_noticed():
+    """The bit-packed path checks and reverse-indexes the wiring as it is at each forward."""
+    gen = torch.Generator().manual_seed(11)
+    a, b = wiring(20, 30, gen)
+    c = torch.tensor(COEFFS, dtype=torch.float32)[torch.arange(30) % NUM_GATES]
+    x = (torch.rand(20, 70, generator=gen) < 0.5).float()
+    for step in range(2):
+        xg, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y = logic_stack(xg, [(a, b, c, None)], "cpu")
+        assert type(y.grad_fn).__name__.startswith("HardStack")
+        (y * torch.arange(70.)).sum().backward()
+        (logic_layer(xr, a, b, c, backend="reference") * torch.arange(70.)).sum().backward()
+        assert_close(xg.grad, xr.grad, f"dx, step {step}")
+        a[:10] = (a[:10] + 7) % 20   # rewire in place
+    a[0] = 20
+    with pytest.raises(ValueError, match=r"wiring indices must lie in \[0, 20\)"):
+        logic_stack(x, [(a, b, c, None)], "cpu")
