@@ -478,50 +478,94 @@ static inline float exp_nonpos(float x) {
     return p * e.f;
 }
 
+/* One neuron (the tail of a block loop below). */
+static void gumbel_one(const float *RESTRICT zn, const float *RESTRICT gn, float scale, float tau,
+                       const float *RESTRICT M, float *RESTRICT ch, float *RESTRICT cs, float *RESTRICT pn) {
+    float zs[16], y[16], e[16], best = -INFINITY, mx = -INFINITY, sum = 0.f;
+    for (int j = 0; j < 16; j++) zs[j] = gn ? zn[j] + scale * gn[j] : zn[j];
+    for (int j = 0; j < 16; j++) best = zs[j] > best ? zs[j] : best;
+    int k = 0;
+    while (k < 15 && !(zs[k] == best)) k++;   /* the first maximum, as torch.argmax */
+    for (int j = 0; j < 16; j++) {
+        y[j] = zs[j] / tau;
+        mx = y[j] > mx ? y[j] : mx;
+    }
+    for (int j = 0; j < 16; j++) {
+        e[j] = exp_nonpos(y[j] - mx);
+        sum += e[j];
+    }
+    for (int j = 0; j < 16; j++) pn[j] = e[j] / sum;
+    for (int i = 0; i < 4; i++) {
+        float t = 0.f;
+        for (int j = 0; j < 16; j++) t += pn[j] * M[4 * j + i];
+        cs[i] = t;
+        ch[i] = M[4 * k + i];
+    }
+}
+
+#define GBLK 16
 EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
                               const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
                               float *RESTRICT p, int nthreads) {
-    float MT[4][16];   /* M transposed: the mixture's four sums run over contiguous lanes */
-    for (int j = 0; j < 16; j++)
-        for (int i = 0; i < 4; i++) MT[i][j] = M[4 * j + i];
+    const int64_t nblk = N / GBLK;
     (void)nthreads;
+    /* Blocks of 16 neurons, one per SIMD lane, so that every step is a vertical vector operation (a neuron's
+     * own 16 logits would need horizontal reductions at every step). */
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 65536)
-    for (int64_t n = 0; n < N; n++) {
-        float zs[16], e[16];
-        int k = 0;
-        if (g) {
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        const int64_t n0 = blk * GBLK;
+        float zs[16][GBLK], best[GBLK], mx[GBLK], sum[GBLK], cs[4][GBLK];
+        int k[GBLK];
+        for (int j = 0; j < 16; j++) {
 #pragma omp simd
-            for (int j = 0; j < 16; j++) zs[j] = z[16 * n + j] + scale * g[16 * n + j];
-        } else {
-            memcpy(zs, z + 16 * n, sizeof zs);
-        }
-        float best = -INFINITY;
-#pragma omp simd reduction(max : best)
-        for (int j = 0; j < 16; j++) best = zs[j] > best ? zs[j] : best;
-        unsigned at = 0;   /* the first maximum, as torch.argmax */
-        for (int j = 0; j < 16; j++) at |= (unsigned)(zs[j] == best) << j;
-        k = at ? __builtin_ctz(at) : 0;
-        float y[16], mx = -INFINITY, sum = 0.f;
-#pragma omp simd reduction(max : mx)
-        for (int j = 0; j < 16; j++) {
-            y[j] = zs[j] / tau;
-            mx = y[j] > mx ? y[j] : mx;
-        }
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < 16; j++) {
-            e[j] = exp_nonpos(y[j] - mx);
-            sum += e[j];
+            for (int l = 0; l < GBLK; l++) {
+                const int64_t o = (n0 + l) * 16 + j;
+                zs[j][l] = g ? z[o] + scale * g[o] : z[o];
+            }
         }
 #pragma omp simd
-        for (int j = 0; j < 16; j++) p[16 * n + j] = e[j] / sum;
-        for (int i = 0; i < 4; i++) {
-            float t = 0.f;
-#pragma omp simd reduction(+ : t)
-            for (int j = 0; j < 16; j++) t += p[16 * n + j] * MT[i][j];
-            c_soft[4 * n + i] = t;
-            c_hard[4 * n + i] = M[4 * k + i];
+        for (int l = 0; l < GBLK; l++) { best[l] = zs[0][l]; k[l] = 0; mx[l] = zs[0][l] / tau; sum[l] = 0.f; }
+        for (int j = 1; j < 16; j++) {
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) {
+                const int up = zs[j][l] > best[l];   /* strictly greater: the first maximum, as torch.argmax */
+                k[l] = up ? j : k[l];
+                best[l] = up ? zs[j][l] : best[l];
+                const float yj = zs[j][l] / tau;
+                mx[l] = yj > mx[l] ? yj : mx[l];
+            }
         }
+        for (int j = 0; j < 16; j++) {
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) {
+                const float e = exp_nonpos(zs[j][l] / tau - mx[l]);
+                zs[j][l] = e;
+                sum[l] += e;
+            }
+        }
+        for (int i = 0; i < 4; i++)
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) cs[i][l] = 0.f;
+        for (int j = 0; j < 16; j++) {
+            const float m0 = M[4 * j], m1 = M[4 * j + 1], m2 = M[4 * j + 2], m3 = M[4 * j + 3];
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) {
+                const float pj = zs[j][l] / sum[l];
+                p[(n0 + l) * 16 + j] = pj;
+                cs[0][l] += pj * m0;
+                cs[1][l] += pj * m1;
+                cs[2][l] += pj * m2;
+                cs[3][l] += pj * m3;
+            }
+        }
+        for (int l = 0; l < GBLK; l++)
+            for (int i = 0; i < 4; i++) {
+                c_soft[4 * (n0 + l) + i] = cs[i][l];
+                c_hard[4 * (n0 + l) + i] = M[4 * k[l] + i];
+            }
     }
+    for (int64_t n = nblk * GBLK; n < N; n++)
+        gumbel_one(z + 16 * n, g ? g + 16 * n : NULL, scale, tau, M, c_hard + 4 * n, c_soft + 4 * n, p + 16 * n);
 }
 
 /* dz [N, 16] from dc [N, 4] through c_soft = softmax(zs / tau) @ M: dz = p * (gp - <p, gp>) / tau, gp = M dc. */
