@@ -575,12 +575,14 @@ EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RES
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 65536)
     for (int64_t n = 0; n < N; n++) {
         float gp[16], dot = 0.f;
+        const float d0 = dc[4 * n], d1 = dc[4 * n + 1], d2 = dc[4 * n + 2], d3 = dc[4 * n + 3];
+#pragma omp simd reduction(+ : dot)
         for (int j = 0; j < 16; j++) {
-            float t = 0.f;
-            for (int i = 0; i < 4; i++) t += M[4 * j + i] * dc[4 * n + i];
+            const float t = ((0.f + M[4 * j] * d0) + M[4 * j + 1] * d1) + M[4 * j + 2] * d2 + M[4 * j + 3] * d3;
             gp[j] = t;
             dot += p[16 * n + j] * t;
         }
+#pragma omp simd
         for (int j = 0; j < 16; j++) dz[16 * n + j] = p[16 * n + j] * (gp[j] - dot) / tau;
     }
 }
