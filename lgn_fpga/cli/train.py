@@ -146,6 +146,8 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, npr
     if nproc == 1:
         _run(cfg, rd, resume, quiet)
         return
+    if not resume and cfg.batch_size % nproc:
+        raise ConfigError(f"the batch size ({cfg.batch_size}) must be a multiple of the {nproc} processes")
     from ..train.distributed import spawn
     try:
         spawn(nproc, cfg.device, _run, cfg, rd, resume, quiet)

@@ -49,9 +49,12 @@ def test_batch_must_split_evenly(tmp_path):
         L.rank_and_world = orig
 
 
-def test_bad_nproc_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize("extra,msg", [(["--nproc", "0"], "--nproc must be at least 1"),
+                                       (["--nproc", "2", "--batch-size", "63"],
+                                        "error: the batch size (63) must be a multiple of the 2 processes")])
+def test_bad_nproc_is_one_line(tmp_path, capsys, extra, msg):
     from lgn_fpga.cli import main
     with pytest.raises(SystemExit) as e:
-        main(ARGS + ["--steps", "2", "--nproc", "0", "-o", str(tmp_path / "r")])
+        main(ARGS + ["--steps", "2", "-o", str(tmp_path / "r")] + extra)
     err = capsys.readouterr().err
-    assert e.value.code != 0 and "--nproc must be at least 1" in err and "Traceback" not in err
+    assert e.value.code != 0 and msg in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
