@@ -6,6 +6,8 @@
 #                                  2. build difflogic's CUDA extension from its sdist (torch.utils.cpp_extension)
 #                                  3. bench/kernels.py --gpu: triton vs reference (outputs and gradients),
 #                                     then ms/step and peak memory of ref, triton and difflogic CUDA
+#                                  4. with 2 or more GPUs: a DDP smoke run, lgn-fpga train digits --nproc 2
+#                                     --device cuda (NCCL); in a dry run the same on 2 CPU processes (gloo)
 #   bench/gpu_check.sh --dry-run   the same on a CPU with the Triton interpreter, tiny sizes, no difflogic
 #
 # Writes gpu_kernels.md (the table) and gpu_check.log to $OUT (default: out/gpu_check).
@@ -119,6 +121,18 @@ say "stage 3: bench/kernels.py --gpu"
 ARGS=(--gpu --out "$OUTDIR/gpu_kernels.md")
 [[ $DRY == 1 ]] && ARGS+=(--dry-run)
 PYTHONPATH="${DL_DIR:+$DL_DIR:}$PYTHONPATH" run 200 "$PY" "$ROOT/bench/kernels.py" "${ARGS[@]}" || { say "stage 3 FAILED"; STATUS=1; }
+
+# 4. training on 2 processes (DDP): NCCL on 2 GPUs, gloo on the CPU in a dry run
+NGPU=$("$PY" -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+if [[ $DRY == 1 || $NGPU -ge 2 ]]; then
+    DEV=cuda; [[ $DRY == 1 ]] && DEV=cpu
+    say "stage 4: lgn-fpga train digits --nproc 2 --device $DEV"
+    rm -rf "$OUTDIR/ddp_run"
+    run 200 "$PY" -m lgn_fpga train digits --layers 2 --width 200 --thresholds 1 --steps 60 --eval-every 30 \
+        --batch-size 128 --nproc 2 --device "$DEV" --quiet -o "$OUTDIR/ddp_run" || { say "stage 4 FAILED"; STATUS=1; }
+else
+    say "stage 4 skipped: $NGPU GPU(s), the DDP smoke run needs 2"
+fi
 
 say "done (status $STATUS); table: $OUTDIR/gpu_kernels.md; log: $LOG"
 exit $STATUS

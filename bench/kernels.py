@@ -2,9 +2,11 @@
 """Training-step speed and peak memory of the logic-layer kernels, side by side, in one table.
 
 A *training step* is what one optimizer step costs minus the optimizer: the
-gate coefficients from the logits (softmax mixture, the cheap O(N*16) part),
-the forward of every layer, GroupSum, cross-entropy, and the backward down to
-the logits.  Inputs are random bits (784 of them, MNIST's thermometer-free
+gate coefficients from the logits (the O(N*16) part: softmax mixture, or the
+Gumbel draw, its argmax and the surrogate softmax), the forward of every layer,
+GroupSum, cross-entropy, and the backward down to the logits.  Both training
+modes are timed, in one table: ``gumbel-ste`` (the shipped method; its forward
+is hard, so the C kernel runs it bit-packed) and ``softmax`` (difflogic's).  Inputs are random bits (784 of them, MNIST's thermometer-free
 size), 10 classes, GroupSum tau 10.
 
 Models are named by their total gate count, as in difflogic's tables, with
@@ -33,7 +35,7 @@ prints the load average so a reader can judge.
 
 Usage::
 
-    python bench/kernels.py                 # the full CPU table (minutes)
+    python bench/kernels.py                 # the full CPU table, both modes (many minutes)
     python bench/kernels.py --quick         # a smoke run (seconds)
     python bench/kernels.py --gpu           # on a GPU machine
 """
@@ -50,6 +52,7 @@ import time
 from pathlib import Path
 
 MODELS = {"8k": (4, 2000), "48k": (6, 8000), "256k": (8, 32000)}
+MODES = ("gumbel-ste", "softmax")
 QUICK_MODELS = {"1k": (2, 500)}
 N_INPUTS, N_CLASSES, GROUP_TAU = 784, 10, 10.0
 
@@ -214,7 +217,7 @@ def naive_estimate_mb(L, W, batch) -> float:
     return 60 * L * W * batch * 4 / 2**20
 
 
-def run_config(name, shape, batch, backend, threads, args) -> dict:
+def run_config(name, shape, batch, backend, threads, mode, args) -> dict:
     if backend == "naive" and not args.no_skip:
         est, avail = naive_estimate_mb(*shape, batch), mem_available_mb()
         if avail is not None and est > 0.6 * avail:
@@ -223,7 +226,7 @@ def run_config(name, shape, batch, backend, threads, args) -> dict:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), LGN_FPGA_THREADS=str(threads))
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--backend", backend, "--threads", str(threads),
-           "--shape", f"{shape[0]}x{shape[1]}", "--batch", str(batch), "--mode", args.mode,
+           "--shape", f"{shape[0]}x{shape[1]}", "--batch", str(batch), "--mode", mode,
            "--min-time", str(args.min_time), "--min-steps", str(args.min_steps), "--max-steps", str(args.max_steps),
            "--clock", args.clock]
     try:
@@ -282,8 +285,11 @@ def cpu_table(args) -> str:
     backends = [b for b in args.backends.split(",")]
     from lgn_fpga.kernels import cpu
     c_info = cpu.library_info() if cpu.available() else {"flags": [f"unavailable: {cpu.unavailable_reason()}"]}
-    head = [f"# Training step (fwd+bwd, no optimizer), {args.mode} mode, {N_INPUTS} input bits, "
-            f"{N_CLASSES} classes, CPU",
+    modes = [m.strip() for m in args.modes.split(",")]
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise SystemExit(f"--modes: {bad[0]!r} is not one of {', '.join(MODES)}")
+    head = [f"# Training step (fwd+bwd, no optimizer), {N_INPUTS} input bits, {N_CLASSES} classes, CPU",
             f"# {machine_line()}",
             f"# C kernel flags: {' '.join(c_info.get('flags', []))}",
             f"# ms: median {'process CPU' if args.clock == 'cpu' else 'wall-clock'} time per step; "
@@ -297,27 +303,28 @@ def cpu_table(args) -> str:
     rows = []
     notes = []
     raw = []
-    for name, shape in models.items():
-        for batch in batches:
-            res = {}
-            for b in backends:
-                for t in threads:
-                    r = run_config(name, shape, batch, b, t, args)
-                    res[b, t] = r
-                    raw.append({"model": name, "layers": shape[0], "width": shape[1], "batch": batch,
-                                "backend": b, "threads": t, **r})
-                    if "error" in r:
-                        notes.append(f"{name} b{batch} {b} {t}T: {r['error']}")
-                    if not args.quiet:
-                        print(f"  {name:>5} ({shape[0]}x{shape[1]}) batch {batch:>4} {b:>9} {t}T: "
-                              f"{fmt_ms(r):>9} ms {fmt_mb(r):>7} MB", file=sys.stderr, flush=True)
-            cells = [f"{name} ({shape[0]}x{shape[1]:,})", str(batch)]
-            cells += [fmt_ms(res[b, t]) for b in backends for t in threads]
-            cells += [fmt_mb(res[b, threads[0]]) for b in backends]
-            cells += [ratio(res["naive", t], res["cpu", t]) for t in threads] if speed_cols else []
-            cells += [mem_ratio(res["naive", threads[0]], res["cpu", threads[0]])] if mem_cols else []
-            rows.append(cells)
-    header = ["model", "batch"] + cols + speed_cols + mem_cols
+    for mode in modes:
+        for name, shape in models.items():
+            for batch in batches:
+                res = {}
+                for b in backends:
+                    for t in threads:
+                        r = run_config(name, shape, batch, b, t, mode, args)
+                        res[b, t] = r
+                        raw.append({"mode": mode, "model": name, "layers": shape[0], "width": shape[1], "batch": batch,
+                                    "backend": b, "threads": t, **r})
+                        if "error" in r:
+                            notes.append(f"{mode} {name} b{batch} {b} {t}T: {r['error']}")
+                        if not args.quiet:
+                            print(f"  {mode:>10} {name:>5} ({shape[0]}x{shape[1]}) batch {batch:>4} {b:>9} {t}T: "
+                                  f"{fmt_ms(r):>9} ms {fmt_mb(r):>7} MB", file=sys.stderr, flush=True)
+                cells = [mode, f"{name} ({shape[0]}x{shape[1]:,})", str(batch)]
+                cells += [fmt_ms(res[b, t]) for b in backends for t in threads]
+                cells += [fmt_mb(res[b, threads[0]]) for b in backends]
+                cells += [ratio(res["naive", t], res["cpu", t]) for t in threads] if speed_cols else []
+                cells += [mem_ratio(res["naive", threads[0]], res["cpu", threads[0]])] if mem_cols else []
+                rows.append(cells)
+    header = ["mode", "model", "batch"] + cols + speed_cols + mem_cols
     lines = head + ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     lines += [f"- {n}" for n in dict.fromkeys(notes)]
@@ -463,7 +470,9 @@ def main(argv=None):
     ap.add_argument("--batches", default="128,256")
     ap.add_argument("--threads", default="1,2", help="thread counts of the CPU columns")
     ap.add_argument("--backends", default="naive,reference,cpu", help="CPU columns: naive, reference, cpu")
-    ap.add_argument("--mode", default="softmax", choices=["softmax", "gumbel-ste"])
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma list of training modes, rows of one table (default: gumbel-ste,softmax)")
+    ap.add_argument("--mode", choices=MODES, help="one mode (the GPU table; the worker)")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds of timed steps per configuration")
     ap.add_argument("--min-steps", type=int, default=3)
     ap.add_argument("--max-steps", type=int, default=50)
@@ -491,6 +500,9 @@ def main(argv=None):
         args.threads = int(args.threads)
         print(json.dumps(worker(args)), flush=True)
         return 0
+    if args.mode:
+        args.modes = args.mode
+    args.mode = args.mode or args.modes.split(",")[0].strip()
     if args.gpu:
         text, ok = gpu_check_and_time(args)
         write_out(text, args.out)

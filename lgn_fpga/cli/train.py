@@ -83,7 +83,10 @@ def _default_run_dir(cfg) -> Path:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--board", help="Size the network for this board (e.g. ulx3s, icebreaker): the gates per layer that "
               "its fit estimate says will fit and route; the rest of the recipe as without it.")
-def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, board, **overrides):
+@click.option("--nproc", type=int, default=1, show_default=True,
+              help="Train on N processes of this machine (torch.distributed DDP: gloo on CPUs, NCCL on N GPUs); "
+                   "--batch-size is the global batch, split between them.")
+def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, board, nproc, **overrides):
     """Train a logic gate network on DATASET (digits, mnist, fashion-mnist, cifar10;
     default: the --config file's dataset, else digits).
 
@@ -102,9 +105,9 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
       lgn-fpga train mnist --config mnist-s --mode softmax --steps 2000
       lgn-fpga train cifar10 --config cifar10-s --recipe seed
       lgn-fpga train --resume -o runs/mnist-scaled-20261128-101500 --steps 10000
+      lgn-fpga train mnist --config mnist-s --nproc 4 --batch-size 512
     """
     from ..train.config import load_yaml, resolve_config
-    from ..train.loop import Trainer
 
     cli = {k: v for k, v in overrides.items() if v is not None}
     set_keys = _parse_set(set_pairs)
@@ -140,6 +143,25 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
         if board:
             cfg = _size_for_board(board, ydict, cli, set_keys, config_path, cfg)
     rd = Path(run_dir) if run_dir else _default_run_dir(cfg)
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, not {nproc}")
+    if nproc == 1:
+        _run(cfg, rd, resume, quiet)
+        return
+    if not resume and cfg.batch_size % nproc:
+        raise ConfigError(f"the batch size ({cfg.batch_size}) must be a multiple of the {nproc} processes")
+    from ..train.distributed import spawn
+    try:
+        spawn(nproc, cfg.device, _run, cfg, rd, resume, quiet)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; checkpoint saved. Continue with: lgn-fpga train --resume -o {rd} --nproc {nproc}",
+                   err=True)
+        sys.exit(130)
+
+
+def _run(cfg, rd: Path, resume: bool, quiet: bool) -> None:
+    """Train, test and report one run: in this process, or as one process of a group (rank 0 reports)."""
+    from ..train.loop import Trainer
     t = Trainer(cfg, rd, resume=resume, progress=not quiet)
     c = t.cfg
     if not resume:
@@ -149,12 +171,15 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
     else:
         going = (f", resuming at step {t.step} of {c.steps}"
                  + (f" (lengthened from {t.steps_before} steps)" if t.steps_before else ""))
-    click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {len(c.widths_list())} x "
-               f"{c.widths_list()[0]} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
-               + going, err=True)
+    if t.rank == 0:
+        click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {len(c.widths_list())} x "
+                   f"{c.widths_list()[0]} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
+                   + (f" x {t.world} processes" if t.world > 1 else "") + going, err=True)
     try:
         t.train()
     except KeyboardInterrupt:
+        if t.world > 1:
+            raise
         if t.saved_step is None:
             click.echo(f"interrupted at step {t.step}, before the first checkpoint: nothing to resume", err=True)
         else:
@@ -163,6 +188,8 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
             click.echo(f"interrupted at step {t.step}; checkpoint at step {t.saved_step} {kept}. Continue with: "
                        f"lgn-fpga train --resume -o {rd}", err=True)
         sys.exit(130)
+    if t.rank != 0:
+        return
     rec = t.test()
     click.echo(f"test accuracy {100 * rec['test_acc_discrete']:.2f}% (discretized, best val checkpoint at step "
                f"{rec['step']}), train-mode {100 * rec['test_acc_train_mode']:.2f}%, gap "

@@ -15,7 +15,7 @@ import torch
 from ..errors import LgnError
 from . import reference
 
-__all__ = ["logic_layer", "available_backends", "resolve_backend", "BACKENDS"]
+__all__ = ["logic_layer", "logic_stack", "gumbel_ste_coefficients", "available_backends", "resolve_backend", "BACKENDS"]
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
 
@@ -101,8 +101,41 @@ def logic_layer(x, a, b, c, c_in=None, backend: str = "reference"):
         return reference.LogicFunction.apply(x, a, b, c, c_in)
     if backend == "cpu":
         from . import cpu
-        return cpu.LogicFunction.apply(x, a, b, c, c_in)
+        y = cpu.hard_stack(x, [(a, b, c, c_in)])
+        return y if y is not None else cpu.LogicFunction.apply(x, a, b, c, c_in)
     if backend == "triton":
         from . import triton_kernels
         return triton_kernels.LogicFunction.apply(x, a, b, c, c_in)
     raise ValueError(f"kernel must be one of {', '.join(BACKENDS)}, not {backend!r}")
+
+
+def logic_stack(x, layers, backend: str = "reference"):
+    """Logic layers one after the other: ``layers`` is a list of ``(a, b, c, c_in)`` (see :func:`logic_layer`).
+
+    With the C kernel and a hard forward (every gate hard, every input 0/1: Gumbel-STE training, argmax
+    evaluation) the whole stack runs bit-packed, 64 samples per word, and keeps only bits for the backward;
+    otherwise it is :func:`logic_layer` layer by layer.  Returns the last layer's ``[N, B]`` float output.
+    """
+    if backend == "auto":
+        backend = resolve_backend("auto", x.device)
+    if backend == "cpu":
+        from . import cpu
+        y = cpu.hard_stack(x, list(layers))
+        if y is not None:
+            return y
+    for a, b, c, c_in in layers:
+        x = logic_layer(x, a, b, c, c_in, backend=backend)
+    return x
+
+
+def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M, backend: str = "reference"):
+    """``(c, c_soft)`` of a Gumbel-STE layer (see :func:`.reference.gumbel_ste_coefficients`); the C kernel
+    forms them in one pass (same sampled gate, the soft part equal up to rounding)."""
+    if backend == "auto":
+        backend = resolve_backend("auto", z.device)
+    if backend == "cpu":
+        from . import cpu
+        out = cpu.gumbel_ste_coefficients(z, noise, scale, tau, M)
+        if out is not None:
+            return out
+    return reference.gumbel_ste_coefficients(z, noise, scale, tau, M)

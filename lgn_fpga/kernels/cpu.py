@@ -10,35 +10,33 @@ C++ extension and no CUDA toolkit are involved.
 
 Threads: ``LGN_FPGA_THREADS`` when set, else ``torch.get_num_threads()``.
 
-Flag sets are tried from the fastest down (``-march=native -fopenmp`` first);
-one that fails leaves a ``.failed`` marker so that later processes go straight
-to the next (delete the cache directory to retry).  If no compiler works,
+The build is :func:`lgn_fpga.ccompile.build_library`'s: flag sets are tried from
+the fastest down (``-march=native -fopenmp`` first); one that fails leaves a
+``.failed`` marker so that later processes go straight to the next (delete the
+cache directory to retry).  If no compiler works,
 :func:`available` is False and :func:`unavailable_reason` says why;
 ``backend="auto"`` then falls back to the reference kernel.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
 import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
-from ..ccompile import cache_root, cc_command, compiler_id, cpu_fingerprint, extra_cflags, lib_suffix
+from ..ccompile import build_library, cache_root, cc_command, extra_cflags
 from ..errors import LgnError
 from .autograd import logic_function
 from .reverse_index import reverse_index
 
 __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "forward", "backward",
-           "LogicFunction", "build"]
+           "LogicFunction", "build", "truth_tables", "hard_stack", "gumbel_ste_coefficients"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 1
+ABI_VERSION = 3
 
 _c_void_p = ctypes.c_void_p
 _i64 = ctypes.c_int64
@@ -62,11 +60,11 @@ _FLAG_SETS = (
     ["-O3", "-march=native"],
     ["-O2"],
 )
-_COMMON = ["-std=c11", "-fPIC", "-shared", "-ffp-contract=off", "-fno-math-errno"]
+_COMMON = ["-std=c11", "-fPIC", "-ffp-contract=off", "-fno-math-errno"]
 
 
 def build(cc: str | None = None, directory: Path | None = None) -> tuple[Path | None, str, list[str]]:
-    """Compile ``logic_cpu.c`` (or find it already built).
+    """Compile ``logic_cpu.c`` (or find it already built), through :func:`lgn_fpga.ccompile.build_library`.
 
     Parameters
     ----------
@@ -87,54 +85,16 @@ def build(cc: str | None = None, directory: Path | None = None) -> tuple[Path | 
         return None, (f"no C compiler found ({name!r} is not on PATH); install gcc or clang, "
                       f"or set CC to one"), []
     directory = Path(directory) if directory is not None else cache_dir()
+    src = SOURCE.read_text()
+    flag_sets = [f + _COMMON + extra_cflags() for f in _FLAG_SETS]
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        built = build_library(directory, "logic_cpu", [src], {SOURCE.name: src}, flag_sets, cc=cc_cmd,
+                              remember_failures=True, timeout=300)
     except OSError as e:
-        return None, f"cannot create the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
-    src = SOURCE.read_bytes()
-    extra = extra_cflags()
-    cid = compiler_id(cc_cmd)
-    suffix = lib_suffix()
-    errors = []
-    for flags in _FLAG_SETS:
-        flags = flags + _COMMON + extra
-        h = hashlib.sha256()
-        for part in (src, " ".join(cc_cmd).encode(), cid.encode(), " ".join(flags).encode()):
-            h.update(part)
-            h.update(b"\0")
-        if "-march=native" in flags:
-            h.update(cpu_fingerprint().encode())
-        out = directory / f"logic_cpu-{h.hexdigest()[:20]}{suffix}"
-        failed = out.with_suffix(".failed")   # a flag set that failed once is not retried by every process
-        if out.exists():
-            return out, "", flags
-        if failed.exists():
-            errors.append(f"{' '.join(flags[:3])}: {failed.read_text().strip()} (cached in {failed.name})")
-            continue
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=out.stem + ".", suffix=suffix + ".tmp", dir=directory)
-            os.close(fd)
-        except OSError as e:
-            return None, f"cannot write to the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
-        try:
-            proc = subprocess.run(cc_cmd + flags + ["-o", tmp, str(SOURCE)], capture_output=True, text=True,
-                                  timeout=300)
-            if proc.returncode == 0:
-                os.replace(tmp, out)  # atomic: a concurrent build of the same key writes the same bytes
-                return out, "", flags
-            msg = (proc.stderr or proc.stdout).strip().splitlines()
-            msg = msg[-1] if msg else f"exit {proc.returncode}"
-            errors.append(f"{' '.join(flags[:3])}: {msg}")
-            try:
-                failed.write_text(msg + "\n")
-            except OSError:
-                pass
-        except (OSError, subprocess.SubprocessError) as e:
-            errors.append(f"{' '.join(flags[:3])}: {e}")
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    return None, f"{cc_cmd[0]} could not build {SOURCE.name}: " + "; ".join(errors), []
+        return None, f"cannot write to the kernel cache {directory} ({e}); set LGN_FPGA_CACHE to a writable dir", []
+    if built.path is None:
+        return None, f"{cc_cmd[0]} could not build {SOURCE.name}: " + "; ".join(built.errors), []
+    return built.path, "", built.flags
 
 
 def _load():
@@ -158,6 +118,22 @@ def _load():
             lib.lgn_backward_c.restype = None
             lib.lgn_backward_xc.argtypes = [p, _i64, _i64, p, p, p, p, p, p, p, p, _int]
             lib.lgn_backward_xc.restype = None
+            lib.lgn_pack.argtypes = [p, _i64, _i64, p, _int]
+            lib.lgn_pack.restype = _i64
+            lib.lgn_gumbel_coeffs.argtypes = [p, p, ctypes.c_float, ctypes.c_float, p, _i64, p, p, p, _int]
+            lib.lgn_gumbel_coeffs.restype = None
+            lib.lgn_gumbel_coeffs_backward.argtypes = [p, p, ctypes.c_float, p, _i64, p, _int]
+            lib.lgn_gumbel_coeffs_backward.restype = None
+            lib.lgn_truth_tables.argtypes = [p, _i64, p]
+            lib.lgn_truth_tables.restype = _i64
+            lib.lgn_unpack.argtypes = [p, _i64, _i64, p, _int]
+            lib.lgn_unpack.restype = None
+            lib.lgn_forward_bits.argtypes = [p, _i64, p, p, p, p, _i64, _int]
+            lib.lgn_forward_bits.restype = None
+            lib.lgn_backward_c_bits.argtypes = [p, _i64, p, p, p, p, _i64, _int]
+            lib.lgn_backward_c_bits.restype = None
+            lib.lgn_backward_xc_bits.argtypes = [p, _i64, _i64, p, p, p, p, p, p, p, p, _int]
+            lib.lgn_backward_xc_bits.restype = None
             _state["info"] = {"path": str(path), "flags": flags, "openmp": bool(lib.lgn_has_openmp())}
         _state["lib"] = lib
         _state["reason"] = reason
@@ -257,3 +233,172 @@ def backward(g, x, a, b, c_in, rev=None, need_x=True, need_c=True):
 
 
 LogicFunction = logic_function(forward, backward, reverse_index, "C")
+
+
+# ----------------------------------------------------------------------------------------------- bit-packed path
+
+def truth_tables(c: torch.Tensor) -> torch.Tensor | None:
+    """uint8 ``[N]`` truth tables ``f(0,0) | f(1,0)<<1 | f(0,1)<<2 | f(1,1)<<3`` when ``c [N, 4]`` holds hard
+    gates only, else None.
+
+    Hard: every row is exactly the coefficient row of one of the 16 gates (what argmax and the Gumbel-STE
+    sample give), so that on 0/1 inputs the float forward is exactly that gate.
+    """
+    c = c.detach()
+    if c.dtype != torch.float32 or c.dim() != 2 or c.shape[1] != 4 or c.device.type != "cpu":
+        return None
+    c = c.contiguous()
+    tt = torch.empty(c.shape[0], dtype=torch.uint8)
+    return None if _lib().lgn_truth_tables(c.data_ptr(), c.shape[0], tt.data_ptr()) else tt
+
+
+_scratch = threading.local()
+
+
+def _scratch_rows(slot: int, rows: int, B: int) -> torch.Tensor:
+    """A reused ``[rows, B]`` float buffer (two slots per thread) for the gradients between the layers of
+    :class:`HardStack`: fresh multi-MB tensors cost a page fault per 4 KB on every step."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = [torch.empty(0), torch.empty(0)]
+    if bufs[slot].numel() < rows * B:
+        bufs[slot] = torch.empty(rows * B, dtype=torch.float32)
+    return bufs[slot][: rows * B].view(rows, B)
+
+
+class HardStack(torch.autograd.Function):
+    """Logic layers with hard gates on 0/1 inputs, bit-packed: ``apply(x, xbits, wiring, *cs) -> y`` (float).
+
+    ``wiring``: one ``(a, b, tt)`` per layer; ``cs``: ``c, c_in`` per layer (``c_in`` may be None).
+    Saves the packed input of every layer (1 bit per activation) and the input-gradient coefficients;
+    the backward reads the bits.
+    """
+
+    @staticmethod
+    def forward(ctx, x, xbits, wiring, *cs):
+        lib, nt = _lib(), num_threads()
+        B = x.shape[1]
+        W = xbits.shape[1]
+        bits = [xbits]
+        for a, b, tt in wiring:
+            y = torch.empty((a.shape[0], W), dtype=torch.int64)
+            lib.lgn_forward_bits(bits[-1].data_ptr(), W, a.data_ptr(), b.data_ptr(), tt.data_ptr(), y.data_ptr(),
+                                 a.shape[0], nt)
+            bits.append(y)
+        out = torch.empty((bits[-1].shape[0], B), dtype=torch.float32)
+        lib.lgn_unpack(bits[-1].data_ptr(), out.shape[0], B, out.data_ptr(), nt)
+        ctx.bits, ctx.wiring, ctx.B = bits[:-1], wiring, B
+        # The reverse indices of the wiring as it was in this forward, as the float path keeps them (cached:
+        # hard_stack built them when it checked the indices).
+        ctx.revs = [reverse_index(a, b, xb.shape[0]) for (a, b, _), xb in zip(wiring, ctx.bits)]
+        ctx.c_in = [(cs[2 * l] if cs[2 * l + 1] is None else cs[2 * l + 1]).detach().contiguous()
+                    for l in range(len(wiring))]
+        return out
+
+    @staticmethod
+    def backward(ctx, gy):
+        lib, nt, B = _lib(), num_threads(), ctx.B
+        need = ctx.needs_input_grad
+        L = len(ctx.wiring)
+        need_c = [need[3 + 2 * l] for l in range(L)]
+        grads = [None] * (2 * L)
+        gy = gy.float()
+        # GroupSum's gradient arrives broadcast: made contiguous in the scratch slot the top layer does not write.
+        g = gy if gy.is_contiguous() else _scratch_rows(L % 2, *gy.shape).copy_(gy)
+        dx = None
+        for l in reversed(range(L)):
+            a, b, _ = ctx.wiring[l]
+            xb, N = ctx.bits[l], a.shape[0]
+            F = xb.shape[0]
+            want_x = need[0] if l == 0 else (need[0] or any(need_c[:l]))
+            dc = torch.empty((N, 4), dtype=torch.float32) if need_c[l] else None
+            dx = None
+            if want_x:
+                off, idx = ctx.revs[l]
+                # Between layers the gradient lives in the two scratch slots, alternately; the input's is fresh.
+                dx = torch.empty((F, B), dtype=torch.float32) if l == 0 else _scratch_rows(l % 2, F, B)
+                lib.lgn_backward_xc_bits(xb.data_ptr(), F, B, a.data_ptr(), b.data_ptr(), ctx.c_in[l].data_ptr(),
+                                         g.data_ptr(), off.data_ptr(), idx.data_ptr(), dx.data_ptr(),
+                                         dc.data_ptr() if dc is not None else None, nt)
+            elif dc is not None:
+                lib.lgn_backward_c_bits(xb.data_ptr(), B, a.data_ptr(), b.data_ptr(), g.data_ptr(), dc.data_ptr(),
+                                        N, nt)
+            grads[2 * l] = dc
+            if dx is None:
+                break
+            g = dx
+        return (dx if need[0] else None, None, None, *grads)
+
+
+def hard_stack(x, layers):
+    """The output ``[N, B]`` of logic ``layers`` (each ``(a, b, c, c_in)``) through the bit-packed kernels,
+    or None when the forward is not hard (a gate that is not hard, an input that is not 0/1, an empty shape):
+    the caller then runs the float kernels.  Same values and gradients as :func:`forward`/:func:`backward`
+    layer by layer (gradient sums in another order)."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 2 or 0 in x.shape or not layers:
+        return None
+    wiring, cs, F = [], [], x.shape[0]
+    for a, b, c, c_in in layers:
+        if a.shape[0] == 0:
+            return None
+        _check(x, a, b, c)
+        tt = truth_tables(c)
+        if tt is None:
+            return None
+        reverse_index(a, b, F)  # validates the indices (cached): C must never read out of bounds
+        wiring.append((a.contiguous(), b.contiguous(), tt))
+        cs += [c, c_in]
+        F = a.shape[0]
+    lib = _lib()
+    x = x.contiguous()
+    xbits = torch.empty((x.shape[0], (x.shape[1] + 63) // 64), dtype=torch.int64)
+    if lib.lgn_pack(x.data_ptr(), x.shape[0], x.shape[1], xbits.data_ptr(), num_threads()):
+        return None
+    return HardStack.apply(x, xbits, tuple(wiring), *cs)
+
+
+# ----------------------------------------------------------------------------------------------- Gumbel-STE coefficients
+
+class GumbelSTE(torch.autograd.Function):
+    """``apply(z, noise, scale, tau, M) -> (c, c_soft)``: the sampled gate's coefficients (gradient through
+    ``softmax((z + scale*noise) / tau) @ M``, straight-through) and the soft mixture (no gradient)."""
+
+    @staticmethod
+    def forward(ctx, z, noise, scale, tau, M):
+        lib, nt = _lib(), num_threads()
+        z = z.detach().contiguous()
+        N = z.shape[0]
+        c_hard = torch.empty((N, 4), dtype=torch.float32)
+        c_soft = torch.empty((N, 4), dtype=torch.float32)
+        p = torch.empty((N, 16), dtype=torch.float32)
+        if N:
+            lib.lgn_gumbel_coeffs(z.data_ptr(), noise.data_ptr() if noise is not None else None, scale, tau,
+                                  M.data_ptr(), N, c_hard.data_ptr(), c_soft.data_ptr(), p.data_ptr(), nt)
+        ctx.save_for_backward(p, M)
+        ctx.tau = tau
+        ctx.mark_non_differentiable(c_soft)
+        return c_hard, c_soft
+
+    @staticmethod
+    def backward(ctx, dc, _):
+        p, M = ctx.saved_tensors
+        dz = torch.empty_like(p)
+        if p.shape[0]:
+            lib = _lib()
+            lib.lgn_gumbel_coeffs_backward(p.data_ptr(), dc.contiguous().float().data_ptr(), ctx.tau, M.data_ptr(),
+                                           p.shape[0], dz.data_ptr(), num_threads())
+        return dz, None, None, None, None
+
+
+def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M):
+    """The C version of :func:`lgn_fpga.kernels.reference.gumbel_ste_coefficients` (one pass, no torch ops:
+    at 8,000 neurons a dozen small torch ops cost more than the layer's kernels); None when ``z`` is not a
+    float32 CPU tensor with 16 logits per neuron."""
+    if z.device.type != "cpu" or z.dtype != torch.float32 or z.dim() != 2 or z.shape[1] != 16:
+        return None
+    if noise is not None:
+        noise = noise.detach().to(torch.float32).contiguous()
+        if noise.shape != z.shape or noise.device.type != "cpu":
+            return None
+    M = M.detach().to(torch.float32).contiguous()
+    return GumbelSTE.apply(z, noise, float(scale), float(tau), M)

@@ -29,6 +29,9 @@
  */
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -42,7 +45,7 @@
 #endif
 
 /* Bumped whenever a signature below changes; checked by cpu.py after loading. */
-#define LGN_ABI_VERSION 1
+#define LGN_ABI_VERSION 3
 
 EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
 
@@ -182,5 +185,404 @@ EXPORT void lgn_backward_xc(const float *RESTRICT x, int64_t F, int64_t B, const
                 for (int64_t s = 0; s < B; s++) acc[s] += gn[s] * (c2 + c3 * pa[s]);
             }
         }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Bit-packed hard forward.
+ *
+ * When every gate of a forward is hard (integer coefficients of one of the 16 gates: gumbel-ste, argmax) and
+ * the inputs are 0/1, every activation is exactly 0 or 1.  Rows are then packed 64 samples per uint64 word
+ * (sample s of a row is bit s % 64 of word s / 64; W = ceil(B / 64) words per row, the padding bits of the
+ * last word are arbitrary and never read back), a gate is one bitwise operation per word, and the
+ * activations saved for the backward are these bits.  Gates are named here by their truth table
+ * tt = f(0,0) | f(1,0) << 1 | f(0,1) << 2 | f(1,1) << 3 (bit order: A first); the Python side derives tt
+ * from c and checks that c is that gate's coefficient row.
+ *
+ * The backward reads bits: with A, B in {0, 1}, g*A is g or 0 and c1' + c3'*B is c1' or (c1' + c3'), so the
+ * gradients are the float path's, up to the order of the float sums.
+ * ------------------------------------------------------------------------------------------------------------ */
+
+/* Below this many activations a bit-level pass takes microseconds: waking the other threads (on a busy machine,
+ * waiting for a descheduled one) would cost more than it saves. */
+#define SMALL_BITS (1 << 22)
+
+/* Pack x [R, B] float into bits [R, W]; returns the number of values that are neither 0 nor 1 (then the
+ * bits are meaningless and the caller must use the float path). */
+EXPORT int64_t lgn_pack(const float *RESTRICT x, int64_t R, int64_t B, uint64_t *RESTRICT bits, int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    int64_t bad = 0;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) reduction(+ : bad) if (R * B >= SMALL_BITS)
+    for (int64_t r = 0; r < R; r++) {
+        const float *RESTRICT xr = x + r * B;
+        uint64_t *RESTRICT br = bits + r * W;
+        for (int64_t w = 0; w < W; w++) {
+            const int64_t s0 = 64 * w, m = B - s0 < 64 ? B - s0 : 64;
+            uint64_t word = 0;
+            int64_t nb = 0;
+            for (int64_t j = 0; j < m; j++) {
+                const float v = xr[s0 + j];
+                word |= (uint64_t)(v == 1.0f) << j;
+                nb += (v != 0.0f) & (v != 1.0f);
+            }
+            br[w] = word;
+            bad += nb;
+        }
+    }
+    return bad;
+}
+
+/* tt[n] of every neuron whose coefficients c[n] are exactly those of a gate (c0 = f00, c1 = f10 - f00,
+ * c2 = f01 - f00, c3 = f11 - f10 - f01 + f00 with every f in {0, 1}); returns the number of neurons that are
+ * not hard (then tt is meaningless and the caller must use the float path). */
+EXPORT int64_t lgn_truth_tables(const float *RESTRICT c, int64_t N, uint8_t *RESTRICT tt) {
+    int64_t bad = 0;
+    for (int64_t n = 0; n < N; n++) {
+        const float c0 = c[4 * n], c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
+        const int f00 = c0 == 1.0f, f10 = c0 + c1 == 1.0f, f01 = c0 + c2 == 1.0f, f11 = c0 + c1 + c2 + c3 == 1.0f;
+        bad += c0 != (float)f00 || c1 != (float)(f10 - f00) || c2 != (float)(f01 - f00) ||
+               c3 != (float)(f11 - f10 - f01 + f00);
+        tt[n] = (uint8_t)(f00 | f10 << 1 | f01 << 2 | f11 << 3);
+    }
+    return bad;
+}
+
+/* y [R, B] float from bits [R, W]. */
+EXPORT void lgn_unpack(const uint64_t *RESTRICT bits, int64_t R, int64_t B, float *RESTRICT y, int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (R * B >= SMALL_BITS)
+    for (int64_t r = 0; r < R; r++) {
+        const uint64_t *RESTRICT br = bits + r * W;
+        float *RESTRICT yr = y + r * B;
+        for (int64_t s0 = 0; s0 < B; s0 += 32) {
+            const uint32_t h = (uint32_t)(br[s0 >> 6] >> (s0 & 63));
+            if (B - s0 >= 32) {
+#pragma omp simd
+                for (int j = 0; j < 32; j++) yr[s0 + j] = (float)((h >> j) & 1u);
+            } else {
+                for (int j = 0; j < B - s0; j++) yr[s0 + j] = (float)((h >> j) & 1u);
+            }
+        }
+    }
+}
+
+/* ybits [N, W] = gate tt[n] of xbits rows a[n], b[n]: one bitwise operation per word. */
+EXPORT void lgn_forward_bits(const uint64_t *RESTRICT x, int64_t W, const int64_t *RESTRICT a,
+                             const int64_t *RESTRICT b, const uint8_t *RESTRICT tt, uint64_t *RESTRICT y,
+                             int64_t N, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N * W * 64 >= SMALL_BITS)
+    for (int64_t n = 0; n < N; n++) {
+        const uint64_t *RESTRICT xa = x + a[n] * W;
+        const uint64_t *RESTRICT xb = x + b[n] * W;
+        uint64_t *RESTRICT yn = y + n * W;
+        if (W < 8) {
+            /* Short rows (small batches): a branch-free sum of minterms beats a mispredicted switch. */
+            const unsigned t = tt[n];
+            const uint64_t m00 = -(uint64_t)(t & 1u), m10 = -(uint64_t)((t >> 1) & 1u);
+            const uint64_t m01 = -(uint64_t)((t >> 2) & 1u), m11 = -(uint64_t)((t >> 3) & 1u);
+            for (int64_t w = 0; w < W; w++) {
+                const uint64_t A = xa[w], B = xb[w];
+                yn[w] = (m00 & ~(A | B)) | (m10 & A & ~B) | (m01 & ~A & B) | (m11 & A & B);
+            }
+            continue;
+        }
+        switch (tt[n] & 15) {
+#define GATE(code, expr) case code: for (int64_t w = 0; w < W; w++) { const uint64_t A = xa[w], B = xb[w]; \
+                                        (void)A; (void)B; yn[w] = (expr); } break;
+        GATE(0, 0)
+        GATE(1, ~(A | B))
+        GATE(2, A & ~B)
+        GATE(3, ~B)
+        GATE(4, ~A & B)
+        GATE(5, ~A)
+        GATE(6, A ^ B)
+        GATE(7, ~(A & B))
+        GATE(8, A & B)
+        GATE(9, ~(A ^ B))
+        GATE(10, A)
+        GATE(11, A | ~B)
+        GATE(12, B)
+        GATE(13, ~A | B)
+        GATE(14, A | B)
+        GATE(15, ~(uint64_t)0)
+#undef GATE
+        }
+    }
+}
+
+/* Bit j (0..31) of h as a lane mask; the loops below are over 32-sample halves of a word, which vectorize. */
+#define BIT(h, j) (((h) >> (j)) & 1u)
+
+/* dc of one neuron, accumulated lane-wise over the half-words of its row (S[k][j]: term k of lane j) and
+ * reduced once at the end: g * (1, A, B, A*B). */
+typedef struct { float s[4][32]; } dc_acc;
+
+static inline void dc_zero(dc_acc *RESTRICT d) { memset(d, 0, sizeof *d); }
+
+static inline void dc_half(const float *RESTRICT gs, uint32_t ha, uint32_t hb, int m, dc_acc *RESTRICT d) {
+    if (m == 32) {   /* else: the generic loop below */
+#if defined(__AVX512F__)
+        /* The bits are the lane masks: one k-register move per 16 samples. */
+        for (int h = 0; h < 2; h++) {
+            const __mmask16 kA = (__mmask16)(ha >> (16 * h)), kB = (__mmask16)(hb >> (16 * h));
+            const __m512 g = _mm512_loadu_ps(gs + 16 * h);
+            float *s0 = d->s[0] + 16 * h, *s1 = d->s[1] + 16 * h, *s2 = d->s[2] + 16 * h, *s3 = d->s[3] + 16 * h;
+            _mm512_storeu_ps(s0, _mm512_add_ps(_mm512_loadu_ps(s0), g));
+            _mm512_storeu_ps(s1, _mm512_add_ps(_mm512_loadu_ps(s1), _mm512_maskz_mov_ps(kA, g)));
+            _mm512_storeu_ps(s2, _mm512_add_ps(_mm512_loadu_ps(s2), _mm512_maskz_mov_ps(kB, g)));
+            _mm512_storeu_ps(s3, _mm512_add_ps(_mm512_loadu_ps(s3), _mm512_maskz_mov_ps(kA & kB, g)));
+        }
+        return;
+#endif
+    }
+#pragma omp simd
+    for (int j = 0; j < m; j++) {
+        const float g = gs[j];
+        const uint32_t A = BIT(ha, j), Bv = BIT(hb, j);
+        d->s[0][j] += g;
+        d->s[1][j] += A ? g : 0.f;
+        d->s[2][j] += Bv ? g : 0.f;
+        d->s[3][j] += (A & Bv) ? g : 0.f;
+    }
+}
+
+static inline void dc_store(const dc_acc *RESTRICT d, float *RESTRICT out) {
+    for (int k = 0; k < 4; k++) {
+        float t = 0.f;
+#pragma omp simd reduction(+ : t)
+        for (int j = 0; j < 32; j++) t += d->s[k][j];
+        out[k] = t;
+    }
+}
+
+/* acc[j] += g[j] * (bit j of hp ? v1 : v0) over one half-word. */
+static inline void dx_half(float *RESTRICT acc, const float *RESTRICT gs, uint32_t hp, int m, float v0, float v1) {
+#if defined(__AVX512F__)
+    if (m == 32) {
+        const __m512 V0 = _mm512_set1_ps(v0), V1 = _mm512_set1_ps(v1);
+        for (int h = 0; h < 2; h++) {
+            const __m512 sel = _mm512_mask_blend_ps((__mmask16)(hp >> (16 * h)), V0, V1);
+            /* mul then add, as the float path rounds it (no FMA) */
+            _mm512_storeu_ps(acc + 16 * h, _mm512_add_ps(_mm512_loadu_ps(acc + 16 * h),
+                                                         _mm512_mul_ps(_mm512_loadu_ps(gs + 16 * h), sel)));
+        }
+        return;
+    }
+#endif
+    if (m == 32) {
+#pragma omp simd
+        for (int j = 0; j < 32; j++) acc[j] += gs[j] * (BIT(hp, j) ? v1 : v0);
+    } else {
+#pragma omp simd
+        for (int j = 0; j < m; j++) acc[j] += gs[j] * (BIT(hp, j) ? v1 : v0);
+    }
+}
+
+/* Walk the samples of one row pair as (offset, length, half-word of row p, half-word of row q). */
+#define FOR_HALVES(B, rp, rq, body)                                                                   \
+    for (int64_t s0 = 0; s0 < (B); s0 += 32) {                                                        \
+        const int m = (B) - s0 < 32 ? (int)((B) - s0) : 32;                                           \
+        const uint32_t hp = (uint32_t)((rp)[s0 >> 6] >> (s0 & 63));                                   \
+        const uint32_t hq = (uint32_t)((rq)[s0 >> 6] >> (s0 & 63));                                   \
+        (void)hp; (void)hq;                                                                           \
+        body                                                                                          \
+    }
+
+/* dc only, from bits (the first layer, whose input needs no gradient). */
+EXPORT void lgn_backward_c_bits(const uint64_t *RESTRICT x, int64_t B, const int64_t *RESTRICT a,
+                                const int64_t *RESTRICT b, const float *RESTRICT g, float *RESTRICT dc, int64_t N,
+                                int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 256)
+    for (int64_t n = 0; n < N; n++) {
+        const uint64_t *RESTRICT xa = x + a[n] * W, *RESTRICT xb = x + b[n] * W;
+        const float *RESTRICT gn = g + n * B;
+        dc_acc d;
+        dc_zero(&d);
+        FOR_HALVES(B, xa, xb, dc_half(gn + s0, hp, hq, m, &d);)
+        dc_store(&d, dc + 4 * n);
+    }
+}
+
+/* dx (and dc when dc != NULL) from bits, one pass over the reverse index (as lgn_backward_xc). */
+EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t B, const int64_t *RESTRICT a,
+                                 const int64_t *RESTRICT b, const float *RESTRICT cin, const float *RESTRICT g,
+                                 const int64_t *RESTRICT rev_off, const int64_t *RESTRICT rev_idx,
+                                 float *RESTRICT dx, float *RESTRICT dc, int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 64)
+    for (int64_t i = 0; i < F; i++) {
+        float *RESTRICT acc = dx + i * B;
+        const uint64_t *RESTRICT home = x + i * W;
+        memset(acc, 0, (size_t)B * sizeof(float));
+        const int64_t k_end = rev_off[i + 1], k_all = rev_off[F];
+        for (int64_t k = rev_off[i]; k < k_end; k++) {
+            if (k + PREFETCH_AHEAD < k_all) prefetch_row(g + (rev_idx[k + PREFETCH_AHEAD] >> 1) * B, B);
+            const int64_t code = rev_idx[k];
+            const int64_t n = code >> 1;
+            const float *RESTRICT gn = g + n * B;
+            const float c3 = cin[4 * n + 3];
+            if ((code & 1) == 0) {
+                /* input i is A of neuron n; the partner is B: d/dA = c1 + c3*B. */
+                const float c1 = cin[4 * n + 1];
+                const uint64_t *RESTRICT pb = x + b[n] * W;
+                if (dc) {
+                    dc_acc d;
+                    dc_zero(&d);
+                    FOR_HALVES(B, home, pb, { dx_half(acc + s0, gn + s0, hq, m, c1, c1 + c3 * 1.0f);
+                                              dc_half(gn + s0, hp, hq, m, &d); })
+                    dc_store(&d, dc + 4 * n);
+                } else {
+                    FOR_HALVES(B, home, pb, dx_half(acc + s0, gn + s0, hq, m, c1, c1 + c3 * 1.0f);)
+                }
+            } else {
+                /* input i is B of neuron n; the partner is A: d/dB = c2 + c3*A. */
+                const float c2 = cin[4 * n + 2];
+                const uint64_t *RESTRICT pa = x + a[n] * W;
+                FOR_HALVES(B, home, pa, dx_half(acc + s0, gn + s0, hq, m, c2, c2 + c3 * 1.0f);)
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------------------
+ * Gumbel-STE coefficients of a layer in one pass (what lgn_fpga.train.model forms with a dozen torch ops):
+ *   zs = z + scale * g          (g: the Gumbel noise [N, 16], drawn by torch; NULL for no noise)
+ *   k  = argmax zs              (the first maximum, as torch.argmax)   c_hard[n] = M[k]
+ *   p  = softmax(zs / tau)      c_soft[n] = p @ M                       (p saved for the backward)
+ * zs and k are computed exactly as torch does (one multiply, one add), so the sampled gate is the reference's;
+ * the softmax may differ from torch's in the last bits (another exp).  M: [16, 4] coefficient rows.
+ * ------------------------------------------------------------------------------------------------------------ */
+#include <math.h>
+
+/* e^x for x <= 0 (x below -87 gives ~0), relative error below 2e-7: range reduction x = k ln2 + r, |r| <= ln2/2,
+ * a degree-6 polynomial, 2^k from the exponent bits.  Written out so that the softmax vectorizes (libm's expf
+ * is a call per element). */
+static inline float exp_nonpos(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    const float k = __builtin_rintf(x * 1.44269504088896341f);
+    const float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    union { uint32_t u; float f; } e = {(uint32_t)((int32_t)k + 127) << 23};
+    return p * e.f;
+}
+
+/* One neuron (the tail of a block loop below). */
+static void gumbel_one(const float *RESTRICT zn, const float *RESTRICT gn, float scale, float tau,
+                       const float *RESTRICT M, float *RESTRICT ch, float *RESTRICT cs, float *RESTRICT pn) {
+    float zs[16], y[16], e[16], best = -INFINITY, mx = -INFINITY, sum = 0.f;
+    for (int j = 0; j < 16; j++) zs[j] = gn ? zn[j] + scale * gn[j] : zn[j];
+    for (int j = 0; j < 16; j++) best = zs[j] > best ? zs[j] : best;
+    int k = 0;
+    while (k < 15 && !(zs[k] == best)) k++;   /* the first maximum, as torch.argmax */
+    for (int j = 0; j < 16; j++) {
+        y[j] = zs[j] / tau;
+        mx = y[j] > mx ? y[j] : mx;
+    }
+    for (int j = 0; j < 16; j++) {
+        e[j] = exp_nonpos(y[j] - mx);
+        sum += e[j];
+    }
+    for (int j = 0; j < 16; j++) pn[j] = e[j] / sum;
+    for (int i = 0; i < 4; i++) {
+        float t = 0.f;
+        for (int j = 0; j < 16; j++) t += pn[j] * M[4 * j + i];
+        cs[i] = t;
+        ch[i] = M[4 * k + i];
+    }
+}
+
+#define GBLK 16
+EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
+                              const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
+                              float *RESTRICT p, int nthreads) {
+    const int64_t nblk = N / GBLK;
+    (void)nthreads;
+    /* Blocks of 16 neurons, one per SIMD lane, so that every step is a vertical vector operation (a neuron's
+     * own 16 logits would need horizontal reductions at every step). */
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 65536)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        const int64_t n0 = blk * GBLK;
+        float zs[16][GBLK], best[GBLK], mx[GBLK], sum[GBLK], cs[4][GBLK];
+        int k[GBLK];
+        for (int j = 0; j < 16; j++) {
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) {
+                const int64_t o = (n0 + l) * 16 + j;
+                zs[j][l] = g ? z[o] + scale * g[o] : z[o];
+            }
+        }
+#pragma omp simd
+        for (int l = 0; l < GBLK; l++) { best[l] = zs[0][l]; k[l] = 0; mx[l] = zs[0][l] / tau; sum[l] = 0.f; }
+        for (int j = 1; j < 16; j++) {
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) {
+                const int up = zs[j][l] > best[l];   /* strictly greater: the first maximum, as torch.argmax */
+                k[l] = up ? j : k[l];
+                best[l] = up ? zs[j][l] : best[l];
+                const float yj = zs[j][l] / tau;
+                mx[l] = yj > mx[l] ? yj : mx[l];
+            }
+        }
+        for (int j = 0; j < 16; j++) {
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) {
+                const float e = exp_nonpos(zs[j][l] / tau - mx[l]);
+                zs[j][l] = e;
+                sum[l] += e;
+            }
+        }
+        for (int i = 0; i < 4; i++)
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) cs[i][l] = 0.f;
+        for (int j = 0; j < 16; j++) {
+            const float m0 = M[4 * j], m1 = M[4 * j + 1], m2 = M[4 * j + 2], m3 = M[4 * j + 3];
+#pragma omp simd
+            for (int l = 0; l < GBLK; l++) {
+                const float pj = zs[j][l] / sum[l];
+                p[(n0 + l) * 16 + j] = pj;
+                cs[0][l] += pj * m0;
+                cs[1][l] += pj * m1;
+                cs[2][l] += pj * m2;
+                cs[3][l] += pj * m3;
+            }
+        }
+        for (int l = 0; l < GBLK; l++)
+            for (int i = 0; i < 4; i++) {
+                c_soft[4 * (n0 + l) + i] = cs[i][l];
+                c_hard[4 * (n0 + l) + i] = M[4 * k[l] + i];
+            }
+    }
+    for (int64_t n = nblk * GBLK; n < N; n++)
+        gumbel_one(z + 16 * n, g ? g + 16 * n : NULL, scale, tau, M, c_hard + 4 * n, c_soft + 4 * n, p + 16 * n);
+}
+
+/* dz [N, 16] from dc [N, 4] through c_soft = softmax(zs / tau) @ M: dz = p * (gp - <p, gp>) / tau, gp = M dc. */
+EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RESTRICT dc, float tau,
+                                       const float *RESTRICT M, int64_t N, float *RESTRICT dz, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 65536)
+    for (int64_t n = 0; n < N; n++) {
+        float gp[16], dot = 0.f;
+        const float d0 = dc[4 * n], d1 = dc[4 * n + 1], d2 = dc[4 * n + 2], d3 = dc[4 * n + 3];
+#pragma omp simd reduction(+ : dot)
+        for (int j = 0; j < 16; j++) {
+            const float t = ((0.f + M[4 * j] * d0) + M[4 * j + 1] * d1) + M[4 * j + 2] * d2 + M[4 * j + 3] * d3;
+            gp[j] = t;
+            dot += p[16 * n + j] * t;
+        }
+#pragma omp simd
+        for (int j = 0; j < 16; j++) dz[16 * n + j] = p[16 * n + j] * (gp[j] - dot) / tau;
     }
 }

@@ -19,7 +19,7 @@ import torch
 
 from .autograd import logic_function
 
-__all__ = ["forward", "backward", "LogicFunction"]
+__all__ = ["forward", "backward", "LogicFunction", "gumbel_ste_coefficients"]
 
 
 def forward(x, a, b, c):
@@ -49,3 +49,17 @@ def _backward(g, x, a, b, c_in, rev, need_x, need_c):
 
 
 LogicFunction = logic_function(forward, _backward, lambda a, b, F: None, "reference")
+
+
+def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M):
+    """``(c, c_soft)`` of a Gumbel-STE layer with logits ``z [N, 16]`` and Gumbel ``noise`` (None: none).
+
+    ``zs = z + scale*noise``; ``c`` is the coefficient row of ``argmax zs`` in the forward, with the gradient
+    of ``c_soft = softmax(zs / tau) @ M`` (straight-through); ``c_soft`` is returned detached.
+    """
+    zs = z + scale * noise if noise is not None else z
+    c_hard = M[zs.detach().argmax(-1)]
+    c_soft = torch.softmax(zs / tau, dim=-1) @ M
+    # c_soft - c_soft.detach() is exactly zero: the forward uses c_hard bit-exactly,
+    # the gradient w.r.t. c reaches the logits through the softmax (straight-through).
+    return c_hard + (c_soft - c_soft.detach()), c_soft.detach()

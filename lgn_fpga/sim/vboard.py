@@ -27,6 +27,7 @@ import struct
 import subprocess
 from pathlib import Path
 
+from ..ccompile import cache_root
 from ..errors import LgnError
 from .uart_line import LineDriver, LineMonitor
 
@@ -44,7 +45,6 @@ class VirtualBoardError(LgnError):
 
 def cache_dir() -> Path:
     """``$LGN_FPGA_CACHE/vboard``, else ``~/.cache/lgn-fpga/vboard`` (:func:`lgn_fpga.ccompile.cache_root`)."""
-    from ..ccompile import cache_root
     return cache_root("vboard")
 
 

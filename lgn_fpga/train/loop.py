@@ -33,6 +33,7 @@ from ..fileio import remove_stale_temporaries
 from ..version import code_version
 from .checkpoint import RUN_FILES, atomic_write_text, load_checkpoint, load_resume_state, save_checkpoint
 from .config import TrainConfig, noise_at
+from .distributed import rank_and_world
 from .metrics import append_metric, read_metrics, records_of, truncate_metrics
 from .model import LogicNet, Relaxation, build_model, model_from_state
 
@@ -123,7 +124,9 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, run_dir, resume: bool = False, progress: bool = True, log=print):
         self.run_dir = Path(run_dir)
-        self.progress, self.log = progress, log
+        # In a process group (lgn-fpga train --nproc, torchrun): a slice of every batch here, rank 0 writes.
+        self.rank, self.world = rank_and_world()
+        self.progress, self.log = progress and self.rank == 0, log
         self.state = self._setup_run(cfg, resume)
         self._setup_model(self.state)
 
@@ -135,8 +138,9 @@ class Trainer:
         if resume:
             state = load_resume_state(self.run_dir)
             cfg = self._resumed_config(state, cfg.steps)
-            remove_stale_temporaries(self.run_dir, RUN_FILES)
-            truncate_metrics(self.run_dir, state["step"])
+            if self.rank == 0:
+                remove_stale_temporaries(self.run_dir, RUN_FILES)
+                truncate_metrics(self.run_dir, state["step"])
         elif (self.run_dir / "checkpoint.pt").exists():
             raise CheckpointError(f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
                                   f"another --run-dir")
@@ -147,7 +151,13 @@ class Trainer:
             # Small layers: thread start-up and OpenMP barriers cost more than they save (measured 2 s vs
             # 36 s for 300 digits-tiny steps on a loaded 2-core machine), so stay on one thread.
             torch.set_num_threads(1)
+        elif self.world > 1:   # N processes share the machine's cores
+            torch.set_num_threads(max(1, torch.get_num_threads() // self.world))
         self.device = resolve_device(cfg.device)
+        if self.world > 1 and self.device.type == "cuda":
+            self.device = torch.device(f"cuda:{self.rank}")
+        if cfg.batch_size % self.world:
+            raise ConfigError(f"the batch size ({cfg.batch_size}) must be a multiple of the {self.world} processes")
         try:
             self.backend = resolve_backend(cfg.kernel, self.device)
         except ValueError as e:
@@ -183,6 +193,17 @@ class Trainer:
         cfg = self.cfg
         self.model = build_model(cfg, self.enc, len(self.data.classes)).to(self.device)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # The module that trains: DDP averages the gradients of the replicas (the wiring buffers are equal by
+        # seed and never change, so they are not broadcast).
+        self.train_model = self.model
+        if self.world > 1:
+            import inspect
+
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(DDP).parameters
+                    else {"broadcast_buffers": False})   # the newer torch's name for it
+            self.train_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                   **sync)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.step, self.best, self.elapsed = 0, -1.0, 0.0
         self.loss_ema = self.acc_ema = None
@@ -191,7 +212,7 @@ class Trainer:
         if state is not None:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
-            self.noise_gen.set_state(state["noise_rng"])
+            self.noise_gen.set_state(state["noise_rng"].to("cpu") if self.device.type == "cpu" else state["noise_rng"])
             if state.get("torch_rng") is not None:
                 torch.set_rng_state(state["torch_rng"])
             if state.get("cuda_rng") is not None and self.device.type == "cuda":
@@ -200,12 +221,14 @@ class Trainer:
             self.loss_ema, self.acc_ema = state.get("loss_ema"), state.get("acc_ema")
             self.saved_step = self.step
             return
+        if self.rank != 0:
+            return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(self.run_dir, RUN_FILES)
         atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         meta = {"code": code_version(), "command": sys.argv, "host": platform.node(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "kernel": self.backend,
-                "device": str(self.device), "threads": torch.get_num_threads(),
+                "device": str(self.device), "threads": torch.get_num_threads(), "processes": self.world,
                 "encoding": self.enc.to_dict(), "dataset_sizes": {
                     "train": len(self.data.train), "val": len(self.data.val), "test": len(self.data.test)}}
         atomic_write_text(self.run_dir / "meta.json", json.dumps(meta, indent=2))
@@ -227,6 +250,8 @@ class Trainer:
                 "dataset": self.cfg.dataset, "code": code_version()}
 
     def save(self, best: bool = False) -> None:
+        if self.rank != 0:
+            return
         st = self._ckpt_state()
         save_checkpoint(self.run_dir / "checkpoint.pt", st)
         if best:
@@ -260,10 +285,11 @@ class Trainer:
         """One optimizer step; on return the state is that after ``self.step`` whole steps."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size).to(self.device)
+        idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size)
+        idx = idx.chunk(self.world)[self.rank].to(self.device)
         x = self.enc.encode_torch(self.train_x[idx])
         y = self.train_y[idx]
-        out = self.model(x, self.relaxation(self.step), self.backend)
+        out = self.train_model(x, self.relaxation(self.step), self.backend)
         loss = F.cross_entropy(out, y)
         if not torch.isfinite(loss):
             ck = self.run_dir / "checkpoint.pt"
@@ -303,7 +329,7 @@ class Trainer:
                             self.noise_gen.set_state(noise_before)
                         raise
                     bar.update(1)
-                    if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    if (self.step % cfg.eval_every == 0 or self.step == cfg.steps) and self.rank == 0:
                         consistent = False      # until this step's record and checkpoint are written
                         last = self.validate()
                         last.update(loss=round(self.loss_ema, 5), train_acc=round(self.acc_ema, 5))

@@ -25,7 +25,7 @@ from torch import nn
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError
 from ..gates import NUM_GATES, PASS_A, torch_coeffs
-from ..kernels import logic_layer
+from ..kernels import gumbel_ste_coefficients, logic_layer, logic_stack
 from .config import TrainConfig
 from .wiring import SCHEMES, check_window, input_sites, layer_sites, local_connections
 
@@ -133,8 +133,9 @@ class LogicLayer(nn.Module):
         self.logits = nn.Parameter(logits)
         self.register_buffer("M", torch_coeffs(), persistent=False)
 
-    def coefficients(self, r: Relaxation):
-        """``(c, c_in)``: forward coefficients and those the input gradient uses."""
+    def coefficients(self, r: Relaxation, backend: str = "reference"):
+        """``(c, c_in)``: forward coefficients and those the input gradient uses (``backend``: whose
+        Gumbel-STE op forms them)."""
         z = self.logits
         if r.kind == "soft":
             return torch.softmax(z, dim=-1) @ self.M, None
@@ -142,20 +143,12 @@ class LogicLayer(nn.Module):
             return self.M[z.detach().argmax(-1)], None
         if r.kind != "sample":
             raise ValueError(f"relaxation kind must be soft, hard or sample, not {r.kind!r}")
-        if r.noise > 0:
-            zs = z + r.noise * gumbel_noise(z.shape, r.generator, z.device).to(z.dtype)
-        else:
-            zs = z
-        c_hard = self.M[zs.detach().argmax(-1)]
-        c_soft = torch.softmax(zs / r.tau, dim=-1) @ self.M
-        # c_soft - c_soft.detach() is exactly zero: the forward uses c_hard bit-exactly,
-        # the gradient w.r.t. c reaches the logits through the softmax (straight-through).
-        c = c_hard + (c_soft - c_soft.detach())
-        c_in = c_soft.detach() if r.input_grad == "soft" else None
-        return c, c_in
+        noise = gumbel_noise(z.shape, r.generator, z.device).to(z.dtype) if r.noise > 0 else None
+        c, c_soft = gumbel_ste_coefficients(z, noise, r.noise, r.tau, self.M, backend)
+        return c, (c_soft if r.input_grad == "soft" else None)
 
     def forward(self, x, r: Relaxation, backend: str = "reference"):
-        c, c_in = self.coefficients(r)
+        c, c_in = self.coefficients(r, backend)
         return logic_layer(x, self.a, self.b, c, c_in, backend=backend)
 
     def gate_ids(self) -> np.ndarray:
@@ -208,9 +201,8 @@ class LogicNet(nn.Module):
     def forward(self, bits, r: Relaxation, backend: str = "reference"):
         """``bits``: float ``[B, n_inputs]`` of 0/1 -> class scores ``[B, k]``."""
         x = bits.t().contiguous()
-        for layer in self.layers:
-            x = layer(x, r, backend)
-        return self.group(x)
+        layers = [(l.a, l.b, *l.coefficients(r, backend)) for l in self.layers]
+        return self.group(logic_stack(x, layers, backend))
 
     @property
     def n_gates(self) -> int:

@@ -1,0 +1,174 @@
+"""The bit-packed hard forward of the C kernel: the same outputs and gradients as the reference kernel."""
+import pytest
+import torch
+
+from lgn_fpga.gates import COEFFS, NUM_GATES, torch_coeffs
+from lgn_fpga.kernels import cpu, logic_layer, logic_stack
+
+pytestmark = pytest.mark.skipif(not cpu.available(), reason=f"C kernel unavailable: {cpu.unavailable_reason()}")
+
+
+def assert_close(u, v, what):
+    scale = max(1.0, float(v.abs().max()))
+    torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-5 * scale, msg=lambda m: f"{what}: {m}")
+
+
+def wiring(F, N, gen):
+    a = torch.randint(F, (N,), generator=gen)
+    b = torch.randint(F, (N,), generator=gen)
+    b[: N // 5] = a[: N // 5]                  # a == b
+    a[N // 5: N // 3] = a[0]                   # one input read by many neurons
+    return a, b
+
+
+def hard_layers(dims, gen, soft_input_grad):
+    """(a, b, z, gumbel) per layer: every one of the 16 gates appears."""
+    out = []
+    for F, N in zip(dims[:-1], dims[1:]):
+        a, b = wiring(F, N, gen)
+        z = torch.randn(N, NUM_GATES, generator=gen)
+        z[torch.arange(N), torch.arange(N) % NUM_GATES] += 50.0   # sample every gate
+        out.append((a, b, z, torch.rand(N, NUM_GATES, generator=gen)))
+    return out
+
+
+def run(backend, x0, layers, R, soft_input_grad, x_grad):
+    """Gumbel-STE coefficients as the model forms them; returns (y, dx, [dz per layer])."""
+    M = torch_coeffs()
+    x = x0.clone().requires_grad_(x_grad)
+    zs, stack = [], []
+    for a, b, z, gum in layers:
+        z = z.clone().requires_grad_()
+        zz = z + gum
+        c_soft = torch.softmax(zz / 0.7, -1) @ M
+        c = M[zz.detach().argmax(-1)] + (c_soft - c_soft.detach())
+        stack.append((a, b, c, c_soft.detach() if soft_input_grad else None))
+        zs.append(z)
+    if backend == "reference":
+        y = x
+        for a, b, c, c_in in stack:
+            y = logic_layer(y, a, b, c, c_in, backend="reference")
+    else:
+        y = logic_stack(x, stack, backend="cpu")
+        assert type(y.grad_fn).__name__.startswith("HardStack"), y.grad_fn   # the bit-packed path ran
+    (y * R).sum().backward()
+    return y.detach(), x.grad, [z.grad for z in zs]
+
+
+@pytest.mark.parametrize("B", [1, 37, 64, 65, 130, 513])   # 513: rows of 9 words, the switch path
+@pytest.mark.parametrize("soft_input_grad", [False, True])
+@pytest.mark.parametrize("x_grad", [False, True])
+def test_hard_stack_equals_reference(B, soft_input_grad, x_grad):
+    gen = torch.Generator().manual_seed(B + 10 * soft_input_grad + 100 * x_grad)
+    dims = [53, 77, 41, 30]
+    layers = hard_layers(dims, gen, soft_input_grad)
+    x = (torch.rand(dims[0], B, generator=gen) < 0.5).float()
+    R = torch.randn(dims[-1], B, generator=gen)
+    ref = run("reference", x, layers, R, soft_input_grad, x_grad)
+    got = run("cpu", x, layers, R, soft_input_grad, x_grad)
+    assert torch.equal(got[0], ref[0])                     # hard gates on bits: exact
+    if x_grad:
+        assert_close(got[1], ref[1], "dx")
+    else:
+        assert got[1] is None
+    for i, (u, v) in enumerate(zip(got[2], ref[2])):
+        assert_close(u, v, f"layer {i} dlogits")
+
+
+def test_every_gate_matches_its_truth_table():
+    c = torch.tensor(COEFFS, dtype=torch.float32)
+    tt = cpu.truth_tables(c)
+    assert tt is not None and len(set(tt.tolist())) == NUM_GATES
+    for g, (c0, c1, c2, c3) in enumerate(COEFFS):
+        f = [c0 + c1 * A + c2 * B + c3 * A * B for A, B in ((0, 0), (1, 0), (0, 1), (1, 1))]
+        assert int(tt[g]) == sum(int(v) << k for k, v in enumerate(f))
+
+
+def test_soft_or_inexact_coefficients_are_not_hard():
+    c = torch.tensor(COEFFS, dtype=torch.float32)
+    assert cpu.truth_tables(torch.softmax(torch.randn(5, NUM_GATES), -1) @ torch_coeffs()) is None
+    assert cpu.truth_tables(c + 1e-7 * (c != 0)) is None
+    assert cpu.truth_tables(c.double()) is None
+
+
+def test_non_binary_input_falls_back_to_the_float_kernel():
+    gen = torch.Generator().manual_seed(3)
+    a, b = wiring(20, 30, gen)
+    c = torch.tensor(COEFFS, dtype=torch.float32)[torch.arange(30) % NUM_GATES]
+    x = (torch.rand(20, 70, generator=gen) < 0.5).float()
+    assert cpu.hard_stack(x, [(a, b, c, None)]) is not None
+    x[3, 69] = 0.5
+    assert cpu.hard_stack(x, [(a, b, c, None)]) is None
+    torch.testing.assert_close(logic_stack(x, [(a, b, c, None)], "cpu"), logic_layer(x, a, b, c, backend="reference"),
+                               rtol=0, atol=0)
+
+
+def test_bits_do_not_depend_on_thread_count(monkeypatch):
+    gen = torch.Generator().manual_seed(5)
+    dims = [40, 300, 200]
+    layers = hard_layers(dims, gen, False)
+    x = (torch.rand(dims[0], 100, generator=gen) < 0.5).float()
+    R = torch.randn(dims[-1], 100, generator=gen)
+    res = []
+    for t in ("1", "2", "3"):
+        monkeypatch.setenv("LGN_FPGA_THREADS", t)
+        res.append(run("cpu", x, layers, R, False, True))
+    for r in res[1:]:
+        assert torch.equal(r[0], res[0][0]) and torch.equal(r[1], res[0][1])
+        assert all(torch.equal(u, v) for u, v in zip(r[2], res[0][2]))
+
+
+def test_the_model_trains_and_evaluates_bit_packed(monkeypatch):
+    """LogicNet with the C kernel takes the packed path for Gumbel-STE and for argmax, not for softmax."""
+    from lgn_fpga.train.model import LogicNet, Relaxation
+    calls = []
+    real = cpu.HardStack.apply
+    monkeypatch.setattr(cpu.HardStack, "apply", lambda *a: calls.append(1) or real(*a))
+    net = LogicNet(37, [60, 45, 30], 3, tau=3.0, seed=4)
+    bits = (torch.rand(13, 37) < 0.5).float()
+    for kind, packed in (("sample", True), ("hard", True), ("soft", False)):
+        calls.clear()
+        scores = net(bits, Relaxation(kind, generator=torch.Generator().manual_seed(0)), backend="cpu")
+        if scores.requires_grad:
+            scores.sum().backward()
+        assert bool(calls) == packed, kind
+
+
+@pytest.mark.parametrize("scale,tau", [(1.0, 1.0), (0.1, 0.7), (0.0, 2.0)])
+def test_fused_gumbel_coefficients_equal_the_reference(scale, tau):
+    from lgn_fpga.kernels import gumbel_ste_coefficients
+    from lgn_fpga.train.model import gumbel_noise
+    gen = torch.Generator().manual_seed(int(10 * scale + tau))
+    z0 = torch.randn(3001, NUM_GATES, generator=gen) * 2
+    noise = gumbel_noise(z0.shape, gen) if scale else None
+    R = torch.randn(3001, 4, generator=gen)
+    out = {}
+    for be in ("reference", "cpu"):
+        z = z0.clone().requires_grad_()
+        c, c_soft = gumbel_ste_coefficients(z, noise, scale, tau, torch_coeffs(), be)
+        assert not c_soft.requires_grad
+        (c * R).sum().backward()
+        out[be] = (c.detach(), c_soft, z.grad)
+    assert type(out["cpu"][0]) is torch.Tensor and cpu.truth_tables(out["cpu"][0]) is not None
+    assert torch.equal(out["cpu"][0], out["reference"][0])          # the same sampled gates
+    assert_close(out["cpu"][1], out["reference"][1], "c_soft")
+    assert_close(out["cpu"][2], out["reference"][2], "dlogits")
+
+
+def test_wiring_changed_in_place_is_noticed():
+    """The bit-packed path checks and reverse-indexes the wiring as it is at each forward."""
+    gen = torch.Generator().manual_seed(11)
+    a, b = wiring(20, 30, gen)
+    c = torch.tensor(COEFFS, dtype=torch.float32)[torch.arange(30) % NUM_GATES]
+    x = (torch.rand(20, 70, generator=gen) < 0.5).float()
+    for step in range(2):
+        xg, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y = logic_stack(xg, [(a, b, c, None)], "cpu")
+        assert type(y.grad_fn).__name__.startswith("HardStack")
+        (y * torch.arange(70.)).sum().backward()
+        (logic_layer(xr, a, b, c, backend="reference") * torch.arange(70.)).sum().backward()
+        assert_close(xg.grad, xr.grad, f"dx, step {step}")
+        a[:10] = (a[:10] + 7) % 20   # rewire in place
+    a[0] = 20
+    with pytest.raises(ValueError, match=r"wiring indices must lie in \[0, 20\)"):
+        logic_stack(x, [(a, b, c, None)], "cpu")
