@@ -59,7 +59,7 @@ class TrainConfig:
     # -- bookkeeping ---------------------------------------------------------------
     eval_every: int = 500              # steps between validation evaluations and checkpoints
     eval_batch: int = 4096
-    target_acc: float | None = None    # validation accuracy (discretized, 0..1) whose first step and wall time are logged
+    target_acc: float | None = None    # validation accuracy (0..1) whose first step and time are logged
     kernel: str = "auto"               # "auto", "reference", "cpu" (C/OpenMP) or "triton" (GPU)
     device: str = "auto"               # "auto": CUDA when available, else CPU
     threads: int | None = None         # CPU threads for torch and the C kernel; None: torch's default
