@@ -48,7 +48,8 @@ def _recipes(text: str) -> list[str]:
     out = [r.strip() for r in text.split(",") if r.strip()]
     bad = [r for r in out if r not in RECIPES]
     if not out or bad:
-        raise argparse.ArgumentTypeError(f"unknown recipe {', '.join(bad) or text!r}; known: {', '.join(RECIPES)}")
+        raise argparse.ArgumentTypeError(f"unknown recipe {', '.join(map(repr, bad)) or repr(text)}; known: "
+                                         f"{', '.join(RECIPES)}")
     return out
 
 
