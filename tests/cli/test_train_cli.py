@@ -256,3 +256,10 @@ def test_second_interrupt_message_names_the_kept_checkpoint(capsys, tmp_path, mo
     code, _, err = run(capsys, "train", "digits", *TINY, "--steps", "20", "--eval-every", "5", "-o",
                        str(tmp_path / "r"))
     assert code == 130 and "interrupted at step 12; checkpoint at step 10 kept (stopped inside a step" in err
+
+
+def test_recipe_choices_are_the_recipes():
+    from lgn_fpga.cli.train import _OVERRIDES
+    from lgn_fpga.train.config import RECIPES
+    choice = next(t for _, key, t, _ in _OVERRIDES if key == "recipe")
+    assert sorted(choice.choices) == sorted(RECIPES)
