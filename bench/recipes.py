@@ -30,6 +30,9 @@ from lgn_fpga.train.config import RECIPES, resolve_config
 from lgn_fpga.train.metrics import read_metrics, records_of, time_to_target
 from _table import table
 
+# Config keys that do not change a run's numbers (where it runs, with how many threads).
+_NOT_RESULTS = {"threads", "device", "data_dir"}
+
 HEADER = ["width", "seed", "recipe", "steps to target", "s to target", "wall vs softmax", "s total",
           "test acc", "gap", "gap (paper)", "unused", "unread", "gates after export"]
 
@@ -61,7 +64,8 @@ def parse_args(argv=None):
     ap.add_argument("--thresholds", type=int, default=1)
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--eval-every", type=int, default=250)
-    ap.add_argument("--recipes", type=_recipes, default=["softmax", "seed", "scaled"])
+    ap.add_argument("--recipes", type=_recipes, default=None,
+                    help="comma-separated (default softmax,seed,scaled; --quick: those and noiseless)")
     ap.add_argument("--seeds", type=_ints, default=[0])
     ap.add_argument("--target", type=float, default=0.9, help="target validation accuracy (a fraction)")
     ap.add_argument("--group-tau", type=float, default=None, help="GroupSum tau (default: the config default)")
@@ -69,11 +73,14 @@ def parse_args(argv=None):
     ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
                     help="any other config key for every run (repeatable)")
     ap.add_argument("--out", default="out/recipes", help="folder for the run directories, results and plot")
-    ap.add_argument("--quick", action="store_true", help="digits, 2 x 200, 60 steps (the test's setting)")
+    ap.add_argument("--quick", action="store_true",
+                    help="digits, 2 x 200, 3 thresholds, 60 steps, eval every 30, target 0.3 (the test's setting)")
     a = ap.parse_args(argv)
     if a.quick:
         a.dataset, a.widths, a.depth, a.thresholds, a.steps, a.eval_every = "digits", [200], 2, 3, 60, 30
-        a.recipes, a.target = ["softmax", "seed", "scaled", "noiseless"], 0.3
+        a.target = 0.3
+        a.recipes = a.recipes or ["softmax", "seed", "scaled", "noiseless"]
+    a.recipes = a.recipes or ["softmax", "seed", "scaled"]
     for name in ("depth", "steps", "eval_every", "threads"):
         if getattr(a, name) <= 0:
             ap.error(f"--{name.replace('_', '-')} must be positive, not {getattr(a, name)}")
@@ -93,29 +100,43 @@ def _extra(pairs) -> dict:
     return out
 
 
-def run_one(a, width: int, seed: int, recipe: str, extra: dict) -> dict:
-    """Train (or read back) one run; its row as a dict."""
-    from lgn_fpga.netlist.passes import optimize
-    from lgn_fpga.train.export import from_run
+def run_one(a, width: int, seed: int, recipe: str, extra: dict) -> Path:
+    """Train one run unless ``--out`` already holds it finished (with the same settings); its directory."""
     from lgn_fpga.train.loop import Trainer
     rd = Path(a.out) / f"{a.dataset}-{a.depth}x{width}-{recipe}-s{seed}"
-    if not records_of(read_metrics(rd, required=False), "test"):
+    cli = dict(dataset=a.dataset, layers=a.depth, width=width, thresholds=a.thresholds, steps=a.steps,
+               eval_every=a.eval_every, recipe=recipe, seed=seed, target_acc=a.target, threads=a.threads,
+               **({"group_tau": a.group_tau} if a.group_tau else {}), **extra)
+    cfg = resolve_config({}, cli)
+    if records_of(read_metrics(rd, required=False), "test"):
+        import yaml
+        have = yaml.safe_load((rd / "config.yaml").read_text())
+        differ = sorted(k for k, v in cfg.to_dict().items() if k not in _NOT_RESULTS and have.get(k) != v)
+        if differ:
+            raise LgnError(f"{rd} holds a run with other settings ({', '.join(differ)}); choose another --out")
+    else:
         if rd.exists():
             import shutil
             shutil.rmtree(rd)   # a run cut off before its test record: start it again, same seed, same result
-        cli = dict(dataset=a.dataset, layers=a.depth, width=width, thresholds=a.thresholds, steps=a.steps,
-                   eval_every=a.eval_every, recipe=recipe, seed=seed, target_acc=a.target, threads=a.threads,
-                   **({"group_tau": a.group_tau} if a.group_tau else {}), **extra)
-        cfg = resolve_config({}, cli)
         t = Trainer(cfg, rd, progress=False)
         t.train()
         t.test()
+    return rd
+
+
+def row_of(rd: Path, target: float) -> dict:
+    """One finished run directory as a table row (its config says width, seed and recipe)."""
+    import yaml
+    from lgn_fpga.netlist.passes import optimize
+    from lgn_fpga.train.export import from_run
+    cfg = yaml.safe_load((rd / "config.yaml").read_text())
     ms = read_metrics(rd)
     test = records_of(ms, "test")[-1]
-    hit = time_to_target(ms, a.target)
+    hit = time_to_target(ms, target)
     net, _ = optimize(from_run(rd))
     val = records_of(ms, "val")
-    return {"width": width, "seed": seed, "recipe": recipe, "run": str(rd),
+    widths = cfg.get("widths") or [cfg["width"]] * cfg["layers"]
+    return {"width": widths[0], "seed": cfg["seed"], "recipe": rd.name.split("-")[-2], "run": str(rd),
             "target_step": hit and hit["step"], "target_wall_s": hit and hit["wall_s"],
             "wall_s": val[-1]["wall_s"], "test_acc": test["test_acc_discrete"], "gap": test["gap"],
             "gap_paper": test.get("gap_paper"), "unused_frac": test["unused_frac"],
@@ -150,7 +171,7 @@ def plot(rows: list[dict], a, path: Path) -> None:
     import matplotlib.pyplot as plt
     widths = sorted({r["width"] for r in rows})
     fig, axes = plt.subplots(len(widths), 2, figsize=(12, 3.6 * len(widths)), squeeze=False)
-    colors = {rc: f"C{i}" for i, rc in enumerate(a.recipes)}
+    colors = {rc: f"C{i}" for i, rc in enumerate(dict.fromkeys(r["recipe"] for r in rows))}
     for wi, w in enumerate(widths):
         for r in (r for r in rows if r["width"] == w):
             s, t, acc = zip(*r["curve"])
@@ -173,16 +194,24 @@ def main(argv=None) -> int:
     extra = _extra(a.extra)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
     t0 = time.perf_counter()
     for w in a.widths:
         for seed in a.seeds:
             for rc in a.recipes:
-                rows.append(run_one(a, w, seed, rc, extra))
-                print(f"done {a.dataset} {a.depth} x {w} {rc} seed {seed}: {100 * rows[-1]['test_acc']:.2f} % "
-                      f"({time.perf_counter() - t0:.0f} s so far)", file=sys.stderr, flush=True)
+                rd = run_one(a, w, seed, rc, extra)
+                print(f"done {rd.name} ({time.perf_counter() - t0:.0f} s so far)", file=sys.stderr, flush=True)
+    # The table is every finished run under --out, those of earlier invocations (other widths, seeds or
+    # recipes) included: the run directories are the one record of the study.
+    rows = {}
+    for m in sorted(out.glob("*/metrics.jsonl")):
+        if records_of(read_metrics(m.parent), "test"):
+            r = row_of(m.parent, a.target)
+            rows[r["run"]] = r
+    order = {rc: i for i, rc in enumerate(dict.fromkeys([*a.recipes, *RECIPES]))}
+    rows = sorted(rows.values(), key=lambda r: (r["width"], r["seed"], order.get(r["recipe"], len(order)), r["run"]))
     title = (f"{a.dataset}, {a.depth} layers, {a.thresholds} threshold(s), {a.steps} steps, eval every "
-             f"{a.eval_every}, target {100 * a.target:g} % validation, {a.threads} thread(s) per run")
+             f"{a.eval_every}, target {100 * a.target:g} % validation, {a.threads} thread(s) per run; every run "
+             f"under {out}")
     table(title, HEADER, _fmt(rows))
     atomic_write_text(out / "results.jsonl", "".join(json.dumps({k: v for k, v in r.items() if k != "curve"}) + "\n"
                                                       for r in rows))

@@ -68,6 +68,17 @@ def test_recipes_quick_table_plot_and_reuse(tmp_path):
     assert [l.split() for l in again.splitlines() if l.startswith("200 ")] == rows
 
 
+def test_recipes_reads_back_only_a_run_with_the_same_settings(tmp_path):
+    run_bench("recipes.py", "--out", str(tmp_path), "--recipes", "noiseless")
+    out = run_bench("recipes.py", "--out", str(tmp_path), "--recipes", "scaled")       # the table keeps noiseless
+    assert [l.split()[2] for l in out.splitlines() if l.startswith("200 ")] == ["scaled", "noiseless"]
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "recipes.py"), "--quick", "--out", str(tmp_path),
+                        "--recipes", "noiseless", "--set", "lr=0.02"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "noiseless-s0 holds a run with other settings (lr); choose another --out" in r.stderr
+
+
 def test_recipes_bad_option_is_one_line():
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "recipes.py"), "--recipes", "softmax,nope"], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
