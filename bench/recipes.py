@@ -4,7 +4,8 @@
 For every (width, seed, recipe) it trains one run (``lgn_fpga.train.loop.Trainer``, the code behind
 ``lgn-fpga train``), tests its best checkpoint, exports and optimizes the netlist (what ``lgn-fpga export``
 does) and prints one row: steps and training seconds to the target validation accuracy, total training
-seconds, final discretized test accuracy, the project's gap and the paper-style gap, unused and unread
+seconds, the CPU time of one training step (measured apart, so that timings on a shared machine compare) and
+the CPU seconds to target it implies, each as a speed-up over softmax, final discretized test accuracy, the project's gap and the paper-style gap, unused and unread
 gates (docs/method.md, "Metrics"), and the gates left after export.  The plot shows validation accuracy
 against steps and against training seconds, one row of panels per width.
 
@@ -33,8 +34,10 @@ from _table import table
 # Config keys that do not change a run's numbers (where it runs, with how many threads).
 _NOT_RESULTS = {"threads", "device", "data_dir"}
 
-HEADER = ["width", "seed", "recipe", "steps to target", "s to target", "wall vs softmax", "s total",
-          "test acc", "gap", "gap (paper)", "unused", "unread", "gates after export"]
+HEADER = ["width", "seed", "recipe", "steps to target", "s to target", "speed-up (wall)", "s total",
+          "CPU ms/step", "CPU s to target", "speed-up (CPU)", "test acc", "gap", "gap (paper)", "unused", "unread",
+          "gates after export"]
+STEP_COST = "step_cost.json"   # in each run directory: the measured CPU time of one training step
 
 
 def _ints(text: str) -> list[int]:
@@ -124,6 +127,34 @@ def run_one(a, width: int, seed: int, recipe: str, extra: dict) -> Path:
     return rd
 
 
+def step_cpu_ms(rd: Path, steps: int = 30, warmup: int = 5) -> float:
+    """Median process CPU time (ms) of one whole training step of ``rd``'s config: data, forward, backward, AdamW.
+
+    CPU time, not wall time, so that runs timed on a loaded, shared machine compare (one thread per run).
+    Measured once on a fresh model in a scratch directory, then kept in ``rd/step_cost.json``.
+    """
+    import statistics
+    import tempfile
+    import yaml
+    from lgn_fpga.train.config import TrainConfig
+    from lgn_fpga.train.loop import Trainer
+    p = rd / STEP_COST
+    if p.is_file():
+        return json.loads(p.read_text())["cpu_ms_per_step"]
+    cfg = TrainConfig(**yaml.safe_load((rd / "config.yaml").read_text()))
+    cfg.steps, cfg.target_acc = warmup + steps, None
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Trainer(cfg, Path(tmp) / "r", progress=False)
+        times = []
+        for _ in range(warmup + steps):
+            c0 = time.process_time()
+            t._one_step()
+            times.append(time.process_time() - c0)
+    ms = 1000 * statistics.median(times[warmup:])
+    atomic_write_text(p, json.dumps({"cpu_ms_per_step": ms, "steps": steps, "threads": cfg.threads}) + "\n")
+    return ms
+
+
 def row_of(rd: Path, target: float) -> dict:
     """One finished run directory as a table row (its config says width, seed and recipe)."""
     import yaml
@@ -138,22 +169,27 @@ def row_of(rd: Path, target: float) -> dict:
     widths = cfg.get("widths") or [cfg["width"]] * cfg["layers"]
     return {"width": widths[0], "seed": cfg["seed"], "recipe": rd.name.split("-")[-2], "run": str(rd),
             "target_step": hit and hit["step"], "target_wall_s": hit and hit["wall_s"],
-            "wall_s": val[-1]["wall_s"], "test_acc": test["test_acc_discrete"], "gap": test["gap"],
+            "wall_s": val[-1]["wall_s"], "cpu_ms_step": step_cpu_ms(rd),
+            "test_acc": test["test_acc_discrete"], "gap": test["gap"],
             "gap_paper": test.get("gap_paper"), "unused_frac": test["unused_frac"],
             "unread_frac": test.get("unread_frac"), "gates_export": net.n_gates,
             "curve": [(m["step"], m["wall_s"], m["val_acc_discrete"]) for m in val]}
 
 
 def _fmt(rows: list[dict]) -> list[list[str]]:
-    soft = {(r["width"], r["seed"]): r["target_wall_s"] for r in rows if r["recipe"] == "softmax"}
+    cpu = lambda r: r["target_step"] and r["target_step"] * r["cpu_ms_step"] / 1000
+    soft = {(r["width"], r["seed"]): r for r in rows if r["recipe"] == "softmax"}
+    ratio = lambda base, v: f"{base / v:.2f}x" if base and v else "-"
     out = []
     for r in rows:
         base = soft.get((r["width"], r["seed"]))
-        ratio = (f"{base / r['target_wall_s']:.2f}x" if base and r["target_wall_s"] else "-")
         pp = lambda v: "-" if v is None else f"{100 * v:+.2f} pp"
         pc = lambda v: "-" if v is None else f"{100 * v:.1f} %"
         out.append([r["width"], r["seed"], r["recipe"], r["target_step"] or "not reached",
-                    "-" if r["target_wall_s"] is None else f"{r['target_wall_s']:.1f}", ratio, f"{r['wall_s']:.1f}",
+                    "-" if r["target_wall_s"] is None else f"{r['target_wall_s']:.1f}",
+                    ratio(base and base["target_wall_s"], r["target_wall_s"]), f"{r['wall_s']:.1f}",
+                    f"{r['cpu_ms_step']:.1f}", "-" if not cpu(r) else f"{cpu(r):.1f}",
+                    ratio(base and cpu(base), cpu(r)),
                     f"{100 * r['test_acc']:.2f} %", pp(r["gap"]), pp(r["gap_paper"]), pc(r["unused_frac"]),
                     pc(r["unread_frac"]), f"{r['gates_export']:,}"])
     return out
