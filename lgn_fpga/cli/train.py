@@ -12,10 +12,9 @@ from ..errors import CheckpointError, ConfigError
 _OVERRIDES = [
     # (option, config key, type, help)
     ("--mode", "mode", click.Choice(["gumbel-ste", "softmax"]), "Training mode (default: gumbel-ste)."),
-    ("--recipe", "recipe", click.Choice(["seed", "scaled", "noiseless", "anneal", "softmax"]),
+    ("--recipe", "recipe", click.Choice(["seed", "scaled", "noiseless", "softmax"]),
      "Named preset of the method's knobs: seed = the paper exactly (noise 1, input grads through the sampled "
-     "gate); scaled = noise 0.1, soft input grads (default); noiseless = noise 0; anneal = noise 1 falling "
-     "linearly to 0, soft input grads; softmax = difflogic."),
+     "gate); scaled = noise 0.1, soft input grads (default); noiseless = noise 0; softmax = difflogic."),
     ("--steps", "steps", int, "Training steps (default 3000); with --resume, a longer total for the run."),
     ("--epochs", "epochs", float, "Train for this many epochs instead of --steps."),
     ("--batch-size", "batch_size", int, "Batch size (default 128)."),

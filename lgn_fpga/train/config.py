@@ -83,11 +83,6 @@ RECIPES: dict[str, dict] = {
     # Hard forward with no noise at all: zero gap by construction, soft gradients.
     "noiseless": dict(mode="gumbel-ste", noise=0.0, noise_final=None, noise_schedule="constant", gumbel_tau=1.0,
                       input_grad="soft"),
-    # The paper's noise scale at the start, annealed linearly to none by the last step (soft input gradients, as
-    # `scaled`): early exploration as in the paper, a noiseless, zero-gap network at the end.  Measured in
-    # docs/method.md.
-    "anneal": dict(mode="gumbel-ste", noise=1.0, noise_final=0.0, noise_schedule="linear", gumbel_tau=1.0,
-                   input_grad="soft"),
     # difflogic's softmax relaxation, the baseline.
     "softmax": dict(mode="softmax"),
 }

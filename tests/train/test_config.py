@@ -75,10 +75,3 @@ def test_noise_schedules():
     assert noise_at(c, 0, 11) == 1.0 and abs(noise_at(c, 10, 11)) < 1e-12
     assert noise_at(resolve_config({"noise": 0.7}), 5, 10) == 0.7
 
-
-def test_anneal_recipe_goes_from_the_papers_noise_to_none():
-    c = resolve_config({}, {"recipe": "anneal", "steps": 101})
-    assert (c.noise, c.noise_final, c.noise_schedule, c.input_grad) == (1.0, 0.0, "linear", "soft")
-    assert [noise_at(c, s, c.steps) for s in (0, 50, 100)] == [1.0, 0.5, 0.0]
-    # Another recipe named later replaces the schedule, not only the start value.
-    assert resolve_config({"recipe": "anneal"}, {"recipe": "scaled"}).noise_schedule == "constant"
