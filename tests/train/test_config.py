@@ -74,4 +74,3 @@ def test_noise_schedules():
     c = resolve_config({"noise": 1.0, "noise_final": 0.0, "noise_schedule": "cosine"})
     assert noise_at(c, 0, 11) == 1.0 and abs(noise_at(c, 10, 11)) < 1e-12
     assert noise_at(resolve_config({"noise": 0.7}), 5, 10) == 0.7
-
