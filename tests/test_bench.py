@@ -72,3 +72,33 @@ def test_route_quick_synthesizes_and_tabulates(tmp_path):
     rows = [json.loads(l) for l in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert [r["variant"] for r in rows] == ["default", "stages2"]
     assert all(r["synth"]["lut4"] > 0 and r["status"] == "stopped after synth" for r in rows)
+
+
+def test_recipes_quick_table_plot_and_reuse(tmp_path):
+    out = run_bench("recipes.py", "--out", str(tmp_path))
+    rows = [l.split() for l in out.splitlines() if l.startswith("200 ")]
+    assert [r[2] for r in rows] == ["softmax", "seed", "scaled", "noiseless"], out
+    assert rows[-1][rows[-1].index("pp") + 1] == "+0.00"       # noiseless: paper-style gap exactly 0
+    assert (tmp_path / "recipes.png").read_bytes()[:4] == b"\x89PNG"
+    import json
+    res = [json.loads(l) for l in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert all(r["gates_export"] > 0 and 0 <= r["unread_frac"] <= r["unused_frac"] for r in res)
+    again = run_bench("recipes.py", "--out", str(tmp_path))           # read back, not retrained: same table
+    assert [l.split() for l in again.splitlines() if l.startswith("200 ")] == rows
+
+
+def test_recipes_reads_back_only_a_run_with_the_same_settings(tmp_path):
+    run_bench("recipes.py", "--out", str(tmp_path), "--recipes", "noiseless")
+    out = run_bench("recipes.py", "--out", str(tmp_path), "--recipes", "scaled")       # the table keeps noiseless
+    assert [l.split()[2] for l in out.splitlines() if l.startswith("200 ")] == ["scaled", "noiseless"]
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "recipes.py"), "--quick", "--out", str(tmp_path),
+                        "--recipes", "noiseless", "--set", "lr=0.02"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "noiseless-s0 holds a run with other settings (lr); choose another --out" in r.stderr
+
+
+def test_recipes_bad_option_is_one_line():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "recipes.py"), "--recipes", "softmax,nope"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "Traceback" not in r.stderr and "unknown recipe 'nope'" in r.stderr

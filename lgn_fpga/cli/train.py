@@ -37,6 +37,8 @@ _OVERRIDES = [
     ("--init", "init", click.Choice(["normal", "residual"]), "Logit initialization."),
     ("--seed", "seed", int, "Seed of wiring, initialization, data order and noise."),
     ("--eval-every", "eval_every", int, "Steps between validation evaluations and checkpoints."),
+    ("--target-acc", "target_acc", float, "Validation accuracy (a fraction, e.g. 0.9) whose first step and training "
+     "time are logged (`info`, `plot`)."),
     ("--val-size", "val_size", float, "Validation images (>=1) or fraction (<1) carved from the training set."),
     ("--kernel", "kernel", click.Choice(["auto", "reference", "cpu", "triton"]),
      "Layer kernel: auto = triton on a GPU, C on a CPU, else reference."),
@@ -228,7 +230,7 @@ def info(run):
     if is_netlist(run) and not Path(run).is_dir():
         return describe_netlist(run)
     from ..train.checkpoint import load_checkpoint
-    from ..train.metrics import read_metrics, records_of
+    from ..train.metrics import read_metrics, records_of, time_to_target
     run = Path(run)
     st = load_checkpoint(run, "checkpoint.pt")
     cfg = st["config"]
@@ -252,10 +254,18 @@ def info(run):
         click.echo(f"validation   best {100 * b['val_acc_discrete']:.2f}% at step {b['step']}; last: "
                    f"{100 * l['val_acc_discrete']:.2f}% discretized, {100 * l['val_acc_train_mode']:.2f}% train-mode, "
                    f"gap {100 * l['gap']:+.2f} pp, unused {100 * l['unused_frac']:.1f}%, const {100 * l['const_frac']:.1f}%")
+        if "gap_paper" in l:  # runs made before these metrics lack them
+            click.echo(f"paper-style  last: train-mode {100 * l['val_acc_train_mode_paper']:.2f}% (a draw per batch), "
+                       f"gap {100 * l['gap_paper']:+.2f} pp, unread gates {100 * l['unread_frac']:.1f}%")
+    if cfg.get("target_acc") is not None:
+        hit = time_to_target(val, cfg["target_acc"])
+        click.echo(f"target       {100 * cfg['target_acc']:.2f}% validation: " + (
+            f"reached at step {hit['step']} ({hit['wall_s']:.1f} s training)" if hit else "not reached"))
     if test:
         t = test[-1]
         click.echo(f"test         {100 * t['test_acc_discrete']:.2f}% discretized (step {t['step']}), gap "
-                   f"{100 * t['gap']:+.2f} pp")
+                   f"{100 * t['gap']:+.2f} pp" + (f", paper-style gap {100 * t['gap_paper']:+.2f} pp, unread "
+                                                  f"{100 * t['unread_frac']:.1f}%" if "gap_paper" in t else ""))
     code = st.get("code", {})
     click.echo(f"code         lgn_fpga {code.get('lgn_fpga')} {code.get('git_commit', '')}".rstrip())
 
@@ -264,25 +274,46 @@ def info(run):
 @click.argument("runs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--output", default="curves.png", show_default=True, help="PNG file to write.")
 def plot(runs, output):
-    """Plot validation curves of one or more runs side by side (accuracy, gap, unused gates)."""
+    """Plot validation curves of one or more runs side by side (accuracy, gap, unused gates).
+
+    Dotted: the paper-style gap and the unread gates (docs/method.md); a dot marks where a run with
+    target_acc first reached it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from ..fileio import atomic_write_bytes
-    from ..train.metrics import read_metrics, records_of
+    from ..train.metrics import read_metrics, records_of, time_to_target
     import io
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    targets = set()
     for r in runs:
         ms = records_of(read_metrics(r), "val")
         if not ms:
             raise CheckpointError(f"{r} has no validation records yet")
         s = [m["step"] for m in ms]
         label = Path(r).name
-        axes[0].plot(s, [100 * m["val_acc_discrete"] for m in ms], label=f"{label} discretized")
-        axes[0].plot(s, [100 * m["val_acc_train_mode"] for m in ms], "--", label=f"{label} train-mode")
-        axes[1].plot(s, [100 * m["gap"] for m in ms], label=label)
-        axes[2].plot(s, [100 * m["unused_frac"] for m in ms], label=label)
-    for ax, t in zip(axes, ["validation accuracy (%)", "discretization gap (pp)", "unused gates (%)"]):
+        line, = axes[0].plot(s, [100 * m["val_acc_discrete"] for m in ms], label=f"{label} discretized")
+        axes[0].plot(s, [100 * m["val_acc_train_mode"] for m in ms], "--", color=line.get_color(),
+                     label=f"{label} train-mode")
+        axes[1].plot(s, [100 * m["gap"] for m in ms], color=line.get_color(), label=label)
+        axes[2].plot(s, [100 * m["unused_frac"] for m in ms], color=line.get_color(), label=f"{label} unused")
+        paper = [m for m in ms if "gap_paper" in m]   # runs made before these metrics lack them
+        if paper:
+            ps = [m["step"] for m in paper]
+            axes[1].plot(ps, [100 * m["gap_paper"] for m in paper], ":", color=line.get_color(),
+                         label=f"{label} paper-style")
+            axes[2].plot(ps, [100 * m["unread_frac"] for m in paper], ":", color=line.get_color(),
+                         label=f"{label} unread")
+        target = ms[-1].get("target_acc")
+        if target is not None:
+            targets.add(target)
+            hit = time_to_target(ms, target)
+            if hit:
+                axes[0].plot([hit["step"]], [100 * target], "o", color=line.get_color())
+    for t in sorted(targets):
+        axes[0].axhline(100 * t, color="grey", lw=0.8, ls=":")
+    for ax, t in zip(axes, ["validation accuracy (%); o = target reached", "discretization gap (pp)",
+                            "unused (solid) / unread (dotted) gates (%)"]):
         ax.set_title(t); ax.set_xlabel("step"); ax.grid(alpha=0.3); ax.legend(fontsize=7)
     buf = io.BytesIO()
     fig.tight_layout(); fig.savefig(buf, format="png", dpi=110)

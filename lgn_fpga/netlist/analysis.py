@@ -14,7 +14,7 @@ import numpy as np
 from ..gates import TRUTH, USES_A, USES_B
 from .ir import Netlist
 
-__all__ = ["Analysis", "analyze"]
+__all__ = ["Analysis", "analyze", "unread_gates", "unread_summary"]
 
 # TRUTH columns are f00, f01, f10, f11, i.e. column index 2*a + b.
 _T = TRUTH.astype(bool)
@@ -107,3 +107,26 @@ def structural_live(net: Netlist) -> np.ndarray:
         live[l.a[g & USES_A[l.ops]]] = True
         live[l.b[g & USES_B[l.ops]]] = True
     return live
+
+
+def unread_gates(net: Netlist) -> np.ndarray:
+    """Gates (bool per gate, gate order) that nothing reads: no gate depends on them and no class counts them.
+
+    The local, one-hop measure beside :func:`analyze`'s liveness: a gate counts as read when some gate's op
+    depends on the input wired to it (``USES_A`` / ``USES_B``) or it is a class output, whether or not that
+    reader is itself read, and with no constant propagation.  So every unread gate is also unused in
+    :func:`analyze`'s sense, not the other way round (docs/method.md, "Metrics").
+    """
+    read = np.zeros(net.n_signals, bool)
+    for o in net.outputs:
+        read[o] = True
+    for l in net.layers:
+        read[l.a[USES_A[l.ops]]] = True
+        read[l.b[USES_B[l.ops]]] = True
+    return ~read[net.n_inputs:]
+
+
+def unread_summary(net: Netlist) -> dict:
+    """``unread_gates`` as counts: ``{"unread_gates": n, "unread_frac": n / gates}``."""
+    u = unread_gates(net)
+    return {"unread_gates": int(u.sum()), "unread_frac": float(u.sum()) / max(len(u), 1)}

@@ -60,6 +60,7 @@ class TrainConfig:
     # -- bookkeeping ---------------------------------------------------------------
     eval_every: int = 500              # steps between validation evaluations and checkpoints
     eval_batch: int = 4096
+    target_acc: float | None = None    # validation accuracy (0..1) whose first step and time are logged
     kernel: str = "auto"               # "auto", "reference", "cpu" (C/OpenMP) or "triton" (GPU)
     device: str = "auto"               # "auto": CUDA when available, else CPU
     threads: int | None = None         # CPU threads for torch and the C kernel; None: torch's default
@@ -94,9 +95,10 @@ _CHOICES = {
     "kernel": ("auto", "reference", "cpu", "triton"), "recipe": tuple(RECIPES) + (None,),
 }
 _POSITIVE = {"layers", "width", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
-             "lr", "threads", "val_size"}
+             "lr", "threads", "val_size", "target_acc"}
 _NON_NEGATIVE = {"noise", "noise_final", "weight_decay", "residual_logit"}
-_AT_MOST = {"threads": 1024}  # torch segfaults creating 100,000 OpenMP threads
+_AT_MOST = {"threads": 1024,  # torch segfaults creating 100,000 OpenMP threads
+            "target_acc": 1}  # an accuracy, a fraction (0.9, not 90)
 
 
 def _type_ok(value, tp) -> bool:

@@ -34,10 +34,10 @@ from ..version import code_version
 from .checkpoint import RUN_FILES, atomic_write_text, load_checkpoint, load_resume_state, save_checkpoint
 from .config import TrainConfig, noise_at
 from .distributed import rank_and_world
-from .metrics import append_metric, read_metrics, records_of, truncate_metrics
+from .metrics import append_metric, read_metrics, records_of, time_to_target, truncate_metrics
 from .model import LogicNet, Relaxation, build_model, model_from_state
 
-__all__ = ["Trainer", "evaluate", "code_version", "batch_indices"]
+__all__ = ["Trainer", "evaluate", "batch_mean_accuracy", "code_version", "batch_indices"]
 
 
 SMALL_WORK = 1 << 20  # neurons x batch of the widest layer below which one thread is fastest
@@ -107,6 +107,17 @@ def evaluate(model: LogicNet, images: torch.Tensor, labels: torch.Tensor, enc: T
         preds.append(model(x, relax, backend).argmax(1))
     p = torch.cat(preds) if preds else torch.zeros(0, dtype=torch.long)
     return (p == labels).float().mean().item() if len(labels) else float("nan"), p
+
+
+def batch_mean_accuracy(pred: torch.Tensor, labels: torch.Tensor, batch: int) -> float:
+    """Mean over consecutive batches of ``batch`` images of each batch's accuracy (the last may be smaller).
+
+    How the authors' evaluation averages (a mean of per-batch means, not of images); ``nan`` without images.
+    """
+    if not len(labels):
+        return float("nan")
+    hits = (pred == labels).float()
+    return float(torch.stack([hits[s:s + batch].mean() for s in range(0, len(hits), batch)]).mean())
 
 
 class Trainer:
@@ -260,25 +271,50 @@ class Trainer:
         self.saved_step = self.step
 
     def _evaluate(self, model: LogicNet, x: torch.Tensor, y: torch.Tensor, step: int, seed: int) -> dict:
-        """Train-mode (noise from a generator seeded with ``seed``) and discretized accuracy, gap and gate usage."""
-        from ..netlist.analysis import analyze
+        """Train-mode and discretized accuracy, both gaps and both gate-usage measures (docs/method.md, "Metrics").
+
+        ``acc_train_mode``: one relaxation draw per ``eval_batch`` chunk (noise from a generator seeded with
+        ``seed``).  ``acc_train_mode_paper`` and ``acc_discrete_paper``: as the authors' code computes them, a
+        fresh draw per batch of the training batch size and the mean of the per-batch accuracies.
+        """
+        from ..netlist.analysis import analyze, unread_summary
         from .export import from_model
+        c = self.cfg
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        acc_train, _ = evaluate(model, x, y, self.enc, self.relaxation(step, gen), self.backend, self.cfg.eval_batch)
-        acc_disc, _ = evaluate(model, x, y, self.enc, Relaxation("hard"), self.backend, self.cfg.eval_batch)
-        usage = analyze(from_model(model, self.enc, self.data.classes)).summary()
+        relax = self.relaxation(step, gen)
+        acc_train, p_train = evaluate(model, x, y, self.enc, relax, self.backend, c.eval_batch)
+        acc_disc, p_disc = evaluate(model, x, y, self.enc, Relaxation("hard"), self.backend, c.eval_batch)
+        if relax.kind == "sample" and relax.noise > 0:
+            _, p_train = evaluate(model, x, y, self.enc, relax, self.backend, c.batch_size)
+        # Without noise the predictions do not depend on how the images are batched: reuse them.  Both sides
+        # of the paper-style gap average per batch, as the authors' one evaluation function does.
+        acc_paper = batch_mean_accuracy(p_train, y, c.batch_size)
+        disc_paper = batch_mean_accuracy(p_disc, y, c.batch_size)
+        net = from_model(model, self.enc, self.data.classes)
+        usage = analyze(net).summary()
         return {"acc_train_mode": acc_train, "acc_discrete": acc_disc, "gap": acc_train - acc_disc,
-                **{k: usage[k] for k in ("unused_frac", "const_frac", "gates")}}
+                "acc_train_mode_paper": acc_paper, "acc_discrete_paper": disc_paper,
+                "gap_paper": acc_paper - disc_paper,
+                **{k: usage[k] for k in ("unused_frac", "const_frac", "gates")},
+                "unread_frac": unread_summary(net)["unread_frac"]}
 
     def validate(self) -> dict:
-        """Validation metrics: train-mode and discretized accuracy, gap, unused and constant gates."""
+        """Validation metrics: accuracies, gaps, gate usage and, with ``target_acc``, the time to reach it."""
         self.model.eval()
         r = self._evaluate(self.model, self.val_x, self.val_y, self.step, self.cfg.seed * 7919 + self.step)
         self.model.train()
-        return {"step": self.step, "val_acc_train_mode": r["acc_train_mode"], "val_acc_discrete": r["acc_discrete"],
-                "gap": r["gap"], "unused_frac": r["unused_frac"], "const_frac": r["const_frac"], "gates": r["gates"],
-                "wall_s": round(self.elapsed, 2),
-                "noise": noise_at(self.cfg, self.step, self.cfg.steps) if self.cfg.mode != "softmax" else None}
+        rec = {"step": self.step, "val_acc_train_mode": r["acc_train_mode"], "val_acc_discrete": r["acc_discrete"],
+               "gap": r["gap"], "val_acc_train_mode_paper": r["acc_train_mode_paper"],
+               "val_acc_discrete_paper": r["acc_discrete_paper"], "gap_paper": r["gap_paper"],
+               "unused_frac": r["unused_frac"], "const_frac": r["const_frac"], "unread_frac": r["unread_frac"],
+               "gates": r["gates"], "wall_s": round(self.elapsed, 2),
+               "noise": noise_at(self.cfg, self.step, self.cfg.steps) if self.cfg.mode != "softmax" else None}
+        if self.cfg.target_acc is not None:
+            # From the records on disk (a resumed run included) and this one: one definition, time_to_target.
+            hit = time_to_target(read_metrics(self.run_dir, required=False) + [rec], self.cfg.target_acc)
+            rec.update(target_acc=self.cfg.target_acc, target_step=hit and hit["step"],
+                       target_wall_s=hit and hit["wall_s"])
+        return rec
 
     # -- the loop ----------------------------------------------------------------
     def _one_step(self) -> None:
@@ -372,6 +408,9 @@ class Trainer:
         r = self._evaluate(model, self.test_x, self.test_y, best["step"], 12345)
         rec = {"split": "test", "step": best["step"], "test_acc_discrete": r["acc_discrete"],
                "test_acc_train_mode": r["acc_train_mode"], "gap": r["gap"],
-               **{k: r[k] for k in ("gates", "unused_frac", "const_frac")}, "wall_s": round(self.elapsed, 2)}
+               "test_acc_train_mode_paper": r["acc_train_mode_paper"],
+               "test_acc_discrete_paper": r["acc_discrete_paper"], "gap_paper": r["gap_paper"],
+               **{k: r[k] for k in ("gates", "unused_frac", "const_frac", "unread_frac")},
+               "wall_s": round(self.elapsed, 2)}
         append_metric(self.run_dir, rec)
         return rec

@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import CheckpointError
 from ..fileio import atomic_write_text
 
-__all__ = ["METRICS", "read_metrics", "append_metric", "truncate_metrics", "records_of"]
+__all__ = ["METRICS", "read_metrics", "append_metric", "truncate_metrics", "records_of", "time_to_target"]
 
 METRICS = "metrics.jsonl"
 
@@ -57,6 +57,19 @@ def records_of(records: list[dict], split: str) -> list[dict]:
     if split == "test":
         return [m for m in records if m.get("split") == "test"]
     raise ValueError(f"split must be val or test, not {split!r}")
+
+
+def time_to_target(records: list[dict], target: float) -> dict | None:
+    """Steps and training seconds to the first validation record whose discretized accuracy reaches ``target``.
+
+    ``{"step": s, "wall_s": t}`` of that record, or ``None`` if none reaches it.  The resolution is the run's
+    ``eval_every``; ``wall_s`` counts optimizer steps only (evaluations are left out), so runs that evaluate
+    differently compare fairly.
+    """
+    for m in records_of(records, "val"):
+        if m["val_acc_discrete"] >= target:
+            return {"step": m["step"], "wall_s": m.get("wall_s")}
+    return None
 
 
 def append_metric(run, rec: dict) -> None:

@@ -28,6 +28,33 @@ def test_train_info_plot(tmp_path, capsys):
     assert code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_info_plot_show_target_and_paper_metrics_and_read_older_runs(tmp_path, capsys):
+    import json
+    code, _, err = run(capsys, "train", "digits", *TINY, "--steps", "20", "--eval-every", "10", "--target-acc", "0.01",
+                       "-o", str(tmp_path / "r"))
+    assert code == 0, err
+    code, out, _ = run(capsys, "info", str(tmp_path / "r"))
+    assert code == 0 and "target       1.00% validation: reached at step 10 (" in out
+    assert "paper-style  last: train-mode" in out and "unread gates" in out and "paper-style gap" in out
+    code, out, _ = run(capsys, "plot", str(tmp_path / "r"), "-o", str(tmp_path / "c.png"))
+    assert code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    # A run made before these metrics: no paper-style line, no error.
+    m = tmp_path / "r" / "metrics.jsonl"
+    old = [{k: v for k, v in json.loads(l).items() if "paper" not in k and "unread" not in k and "target" not in k}
+           for l in m.read_text().splitlines()]
+    m.write_text("".join(json.dumps(r) + "\n" for r in old))
+    code, out, _ = run(capsys, "info", str(tmp_path / "r"))
+    assert code == 0 and "paper-style" not in out and "reached at step 10" in out   # recomputed from the records
+    code, _, err = run(capsys, "plot", str(tmp_path / "r"), "-o", str(tmp_path / "c.png"))
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("value", ["2", "0", "nan"])
+def test_bad_target_acc_is_one_line(tmp_path, capsys, value):
+    _one_line_error(*run(capsys, "train", "digits", *TINY, "--target-acc", value, "-o", str(tmp_path / "r"))[::2],
+                    r"target_acc")
+
+
 def test_help_explains(capsys):
     code, out, _ = run(capsys, "train", "--help")
     assert code == 0 and "--recipe" in out and "the paper exactly" in out and "--resume" in out
@@ -250,3 +277,10 @@ def test_board_sizes_the_width(capsys, tmp_path):
     code, _, err = run(capsys, "train", "digits", "--board", "icestick", "--layers", "40", "-o", str(tmp_path / "y"))
     _one_line_error(code, err, r"icestick holds about 291 trained gates: too few for 40 layers")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_recipe_choices_are_the_recipes():
+    from lgn_fpga.cli.train import _OVERRIDES
+    from lgn_fpga.train.config import RECIPES
+    choice = next(t for _, key, t, _ in _OVERRIDES if key == "recipe")
+    assert sorted(choice.choices) == sorted(RECIPES)
