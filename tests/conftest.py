@@ -1,5 +1,6 @@
 """Shared test setup: real data from ../shared/data when present, small defaults."""
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,18 @@ def pytest_collection_modifyitems(config, items):
         for name in getattr(item, "fixturenames", ()):
             for marker in _FIXTURE_NEEDS.get(name, ()):
                 item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def default_signal_handlers():
+    """Python's own signal handlers for every test (a suite started with nohup or as a background job ignores SIGINT;
+    the trainer leaves an ignored signal ignored), the caller's afterwards."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
 
 
 def have_data(name: str) -> bool:

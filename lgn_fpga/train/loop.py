@@ -85,6 +85,8 @@ class _Interrupts:
 
     def __enter__(self):
         for s in self.SIGNALS:
+            if signal.getsignal(s) is signal.SIG_IGN:
+                continue        # ignored when we started (nohup, a background job): it stays ignored
             try:
                 self._prev[s] = signal.signal(s, self._handle)
             except ValueError:  # not the main thread: a KeyboardInterrupt there still ends the loop cleanly

@@ -107,6 +107,14 @@ def test_interrupt_anywhere_then_resume_is_bit_exact(tmp_path, monkeypatch, refe
     _assert_same(reference, _state(run))
 
 
+def test_an_ignored_signal_stays_ignored(tmp_path):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with L._Interrupts() as stop:
+        signal.raise_signal(signal.SIGINT)
+        assert stop.signum is None
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
 def test_second_signal_stops_at_once_keeping_the_last_checkpoint(tmp_path, reference):
     run = tmp_path / "run"
     t = L.Trainer(tiny(), run, progress=False)
