@@ -108,6 +108,7 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
       lgn-fpga train cifar10 --config cifar10-s --recipe seed
       lgn-fpga train --resume -o runs/mnist-scaled-20261128-101500 --steps 10000
       lgn-fpga train mnist --config mnist-s --nproc 4 --batch-size 512
+      lgn-fpga train mnist --board ulx3s-25f
     """
     from ..train.config import load_yaml, resolve_config
 
