@@ -8,6 +8,8 @@ import torch
 from lgn_fpga.errors import ConfigError
 from lgn_fpga.train.checkpoint import load_checkpoint
 
+pytestmark = pytest.mark.train      # two processes train a model (about 30 s)
+
 ARGS = ["train", "digits", "--layers", "2", "--width", "60", "--thresholds", "1", "--eval-every", "10",
         "--batch-size", "64", "--kernel", "cpu", "--quiet"]
 
