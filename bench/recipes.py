@@ -27,7 +27,7 @@ from pathlib import Path
 
 from lgn_fpga.errors import LgnError
 from lgn_fpga.fileio import atomic_write_bytes, atomic_write_text
-from lgn_fpga.train.config import RECIPES, resolve_config
+from lgn_fpga.train.config import RECIPES, parse_set, resolve_config
 from lgn_fpga.train.metrics import read_metrics, records_of, time_to_target
 from _table import table
 
@@ -90,17 +90,6 @@ def parse_args(argv=None):
     if not 0 < a.target <= 1:
         ap.error(f"--target must be a fraction in (0, 1], not {a.target}")
     return a
-
-
-def _extra(pairs) -> dict:
-    import yaml
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise LgnError(f"--set takes KEY=VALUE, not {p!r}")
-        k, v = p.split("=", 1)
-        out[k.strip().replace("-", "_")] = yaml.safe_load(v)
-    return out
 
 
 def run_one(a, width: int, seed: int, recipe: str, extra: dict) -> Path:
@@ -227,7 +216,7 @@ def plot(rows: list[dict], a, path: Path) -> None:
 
 def main(argv=None) -> int:
     a = parse_args(argv)
-    extra = _extra(a.extra)
+    extra = parse_set(a.extra)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()

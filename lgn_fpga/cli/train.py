@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import CheckpointError, ConfigError
+from ..train.config import parse_set
 
 _OVERRIDES = [
     # (option, config key, type, help)
@@ -57,17 +58,6 @@ def _add_overrides(f):
     return f
 
 
-def _parse_set(pairs) -> dict:
-    import yaml
-    out = {}
-    for p in pairs:
-        if "=" not in p:
-            raise ConfigError(f"--set takes KEY=VALUE, not {p!r}")
-        k, v = p.split("=", 1)
-        out[k.strip().replace("-", "_")] = yaml.safe_load(v)
-    return out
-
-
 def _default_run_dir(cfg) -> Path:
     return Path("runs") / f"{cfg.dataset}-{cfg.recipe or cfg.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -113,7 +103,7 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
     from ..train.config import load_yaml, resolve_config
 
     cli = {k: v for k, v in overrides.items() if v is not None}
-    set_keys = _parse_set(set_pairs)
+    set_keys = parse_set(set_pairs)
     arch = sorted(_ARCH_KEYS & (set(cli) | set(set_keys)))
     if config_path is None and dataset and not resume and not arch:
         from ..train.config import CONFIG_DIR

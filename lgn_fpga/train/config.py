@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..resources import CONFIGS, package_dir
 from .wiring import check_window
 
-__all__ = ["TrainConfig", "RECIPES", "DEFAULT_RECIPE", "resolve_config", "load_yaml", "CONFIG_DIR"]
+__all__ = ["TrainConfig", "RECIPES", "DEFAULT_RECIPE", "resolve_config", "load_yaml", "parse_set", "CONFIG_DIR"]
 
 CONFIG_DIR = package_dir(CONFIGS)   # the built-in recipes, shipped inside the package
 
@@ -225,3 +225,14 @@ def noise_at(cfg: TrainConfig, step: int, total: int) -> float:
         import math
         w = 0.5 * (1 - math.cos(math.pi * t))
     return float(cfg.noise + (cfg.noise_final - cfg.noise) * w)
+
+
+def parse_set(pairs) -> dict:
+    """``--set KEY=VALUE`` pairs as config keys (``-`` read as ``_``), each value read as YAML."""
+    out = {}
+    for p in pairs:
+        if "=" not in p:
+            raise ConfigError(f"--set takes KEY=VALUE, not {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip().replace("-", "_")] = yaml.safe_load(v)
+    return out
