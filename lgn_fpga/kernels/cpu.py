@@ -38,9 +38,24 @@ __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "fo
 SOURCE = Path(__file__).with_name("logic_cpu.c")
 ABI_VERSION = 3
 
-_c_void_p = ctypes.c_void_p
 _i64 = ctypes.c_int64
 _int = ctypes.c_int
+# The C entry points: (argument types, return type); ``_p`` is a pointer.
+_p = ctypes.c_void_p
+_f32 = ctypes.c_float
+_SIGNATURES = {
+    "lgn_forward": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
+    "lgn_backward_c": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
+    "lgn_backward_xc": ([_p, _i64, _i64, _p, _p, _p, _p, _p, _p, _p, _p, _int], None),
+    "lgn_pack": ([_p, _i64, _i64, _p, _int], _i64),
+    "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _int], None),
+    "lgn_gumbel_coeffs_backward": ([_p, _p, _f32, _p, _i64, _p, _int], None),
+    "lgn_truth_tables": ([_p, _i64, _p], _i64),
+    "lgn_unpack": ([_p, _i64, _i64, _p, _int], None),
+    "lgn_forward_bits": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
+    "lgn_backward_c_bits": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
+    "lgn_backward_xc_bits": ([_p, _i64, _i64, _p, _p, _p, _p, _p, _p, _p, _p, _int], None),
+}
 
 _lock = threading.Lock()
 _state: dict = {}   # "lib", "reason", "info": filled once per process by _load()
@@ -111,29 +126,9 @@ def _load():
             except OSError as e:
                 lib, reason = None, f"cannot load {path}: {e}"
         if lib is not None:
-            p = _c_void_p
-            lib.lgn_forward.argtypes = [p, _i64, p, p, p, p, _i64, _int]
-            lib.lgn_forward.restype = None
-            lib.lgn_backward_c.argtypes = [p, _i64, p, p, p, p, _i64, _int]
-            lib.lgn_backward_c.restype = None
-            lib.lgn_backward_xc.argtypes = [p, _i64, _i64, p, p, p, p, p, p, p, p, _int]
-            lib.lgn_backward_xc.restype = None
-            lib.lgn_pack.argtypes = [p, _i64, _i64, p, _int]
-            lib.lgn_pack.restype = _i64
-            lib.lgn_gumbel_coeffs.argtypes = [p, p, ctypes.c_float, ctypes.c_float, p, _i64, p, p, p, _int]
-            lib.lgn_gumbel_coeffs.restype = None
-            lib.lgn_gumbel_coeffs_backward.argtypes = [p, p, ctypes.c_float, p, _i64, p, _int]
-            lib.lgn_gumbel_coeffs_backward.restype = None
-            lib.lgn_truth_tables.argtypes = [p, _i64, p]
-            lib.lgn_truth_tables.restype = _i64
-            lib.lgn_unpack.argtypes = [p, _i64, _i64, p, _int]
-            lib.lgn_unpack.restype = None
-            lib.lgn_forward_bits.argtypes = [p, _i64, p, p, p, p, _i64, _int]
-            lib.lgn_forward_bits.restype = None
-            lib.lgn_backward_c_bits.argtypes = [p, _i64, p, p, p, p, _i64, _int]
-            lib.lgn_backward_c_bits.restype = None
-            lib.lgn_backward_xc_bits.argtypes = [p, _i64, _i64, p, p, p, p, p, p, p, p, _int]
-            lib.lgn_backward_xc_bits.restype = None
+            for name, (argtypes, restype) in _SIGNATURES.items():
+                fn = getattr(lib, name)
+                fn.argtypes, fn.restype = argtypes, restype
             _state["info"] = {"path": str(path), "flags": flags, "openmp": bool(lib.lgn_has_openmp())}
         _state["lib"] = lib
         _state["reason"] = reason

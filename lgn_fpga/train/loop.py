@@ -221,6 +221,7 @@ class Trainer:
         self.step, self.best, self.elapsed = 0, -1.0, 0.0
         self.loss_ema = self.acc_ema = None
         self.saved_step = None           # the step of the checkpoint on disk
+        self._target_hit = None          # time_to_target of the records so far (a resumed run reads them once)
         self._updating = False           # inside an optimizer update (an interrupt there cannot be undone)
         if state is not None:
             self.model.load_state_dict(state["model"])
@@ -233,6 +234,8 @@ class Trainer:
             self.step, self.best, self.elapsed = state["step"], state["best"], state["elapsed"]
             self.loss_ema, self.acc_ema = state.get("loss_ema"), state.get("acc_ema")
             self.saved_step = self.step
+            if cfg.target_acc is not None:
+                self._target_hit = time_to_target(read_metrics(self.run_dir, required=False), cfg.target_acc)
             return
         if self.rank != 0:
             return
@@ -312,8 +315,10 @@ class Trainer:
                "gates": r["gates"], "wall_s": round(self.elapsed, 2),
                "noise": noise_at(self.cfg, self.step, self.cfg.steps) if self.cfg.mode != "softmax" else None}
         if self.cfg.target_acc is not None:
-            # From the records on disk (a resumed run included) and this one: one definition, time_to_target.
-            hit = time_to_target(read_metrics(self.run_dir, required=False) + [rec], self.cfg.target_acc)
+            # The first record to reach it (one definition, time_to_target): once found, it stays.
+            if self._target_hit is None:
+                self._target_hit = time_to_target([rec], self.cfg.target_acc)
+            hit = self._target_hit
             rec.update(target_acc=self.cfg.target_acc, target_step=hit and hit["step"],
                        target_wall_s=hit and hit["wall_s"])
         return rec
