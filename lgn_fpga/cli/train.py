@@ -165,8 +165,9 @@ def _run(cfg, rd: Path, resume: bool, quiet: bool) -> None:
         going = (f", resuming at step {t.step} of {c.steps}"
                  + (f" (lengthened from {t.steps_before} steps)" if t.steps_before else ""))
     if t.rank == 0:
-        click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {len(c.widths_list())} x "
-                   f"{c.widths_list()[0]} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
+        w = c.widths_list()
+        shape = f"{len(w)} x {w[0]}" if len(set(w)) == 1 else " + ".join(map(str, w))
+        click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {shape} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
                    + (f" x {t.world} processes" if t.world > 1 else "") + going, err=True)
     try:
         t.train()

@@ -121,7 +121,7 @@ def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True
 # -- sizing a network for a board before training (`lgn-fpga train DATASET --board B`) ---------------------
 # Measured LUT4 per *trained* gate (iCE40: logic cells), the shipped recipes after `export`, built with the
 # board's default options (README, "FPGA builds"): ECP5 CIFAR-10 4 x 8,000 -> 31,588 LUT4 (0.99), MNIST
-# 4 x 8,000 -> 25,584 (0.80); iCE40 digits-tiny 3 x 700 -> 3,582 logic cells (1.71).
+# 4 x 8,000 -> 25,584 (0.80); iCE40 digits-tiny 800 + 800 + 500 -> 3,582 logic cells (1.71).
 TRAINED_GATE_COST = {"ecp5": 1.0, "ice40": 1.7}
 # The share of the device's LUTs a design may fill: on ECP5 what routes with YoWASP on 2 cores well inside
 # 30 minutes (the 31,588-LUT CIFAR-10 build, 38 %, took 14.5 min; docs/routing.md); the small iCE40 dies
