@@ -8,6 +8,8 @@ LGN := $(VENV)/bin/lgn-fpga
 #   make TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu128"
 TORCH_SPEC ?= torch==2.13.0
 APT_PACKAGES ?= iverilog verilator
+# Debian packages that are data, not programs (checked with dpkg): Fashion-MNIST for its loader's tests.
+APT_DATA ?= dataset-fashion-mnist
 # Read the reference datasets in place when the shared folder sits beside the repository.
 ifneq ($(wildcard ../shared/data),)
 export LGN_FPGA_DATA ?= $(abspath ../shared/data)
@@ -41,12 +43,13 @@ venv: $(VENV)/.installed
 # Simulators for the cycle-accuracy tests: installed when missing and running as root, else a hint.
 sysdeps:
 	@missing=""; for p in $(APT_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	for p in $(APT_DATA); do dpkg -s $$p >/dev/null 2>&1 || ! command -v dpkg >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing (apt)"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
-	  else echo "note:$$missing not found; install with 'sudo apt install$$missing' (simulation tests skip without it)"; fi; \
+	  else echo "note:$$missing not found; install with 'sudo apt install$$missing' (the tests that need them skip without them)"; fi; \
 	fi
 
 demo: venv sysdeps
