@@ -19,7 +19,10 @@ _OVERRIDES = [
     ("--steps", "steps", int, "Training steps (default 3000); with --resume, a longer total for the run."),
     ("--epochs", "epochs", float, "Train for this many epochs instead of --steps."),
     ("--batch-size", "batch_size", int, "Batch size (default 128)."),
-    ("--lr", "lr", float, "AdamW learning rate (default 0.01)."),
+    ("--lr", "lr", float, "AdamW learning rate (default 0.01); with --lr-schedule, the first step's."),
+    ("--lr-final", "lr_final", float, "End value of the learning-rate schedule."),
+    ("--lr-schedule", "lr_schedule", click.Choice(["constant", "linear", "cosine"]),
+     "Learning-rate schedule from --lr to --lr-final over the run's steps (default constant)."),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0)."),
     ("--layers", "layers", int, "Number of logic layers."),
     ("--width", "width", int, "Neurons per layer."),
@@ -238,7 +241,9 @@ def info(run):
     knobs = "" if cfg["mode"] == "softmax" else (f": noise {cfg['noise']} ({cfg['noise_schedule']}), gumbel tau "
                                                   f"{cfg['gumbel_tau']}, input grad {cfg['input_grad']}")
     click.echo(f"method       {cfg['mode']} (recipe {cfg['recipe']}){knobs}")
-    click.echo(f"optimizer    AdamW lr {cfg['lr']}, batch {cfg['batch_size']}, seed {cfg['seed']}")
+    lr = (f"{cfg['lr']}" if cfg.get("lr_schedule", "constant") == "constant"
+          else f"{cfg['lr']} -> {cfg['lr_final']} ({cfg['lr_schedule']})")
+    click.echo(f"optimizer    AdamW lr {lr}, batch {cfg['batch_size']}, seed {cfg['seed']}")
     click.echo(f"progress     step {st['step']} / {cfg['steps']}, {st.get('elapsed', 0):.0f} s training")
     if val:
         b = max(val, key=lambda m: m["val_acc_discrete"])

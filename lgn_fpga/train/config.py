@@ -52,6 +52,8 @@ class TrainConfig:
     input_grad: str = "soft"           # "hard": through the sampled gate (paper); "soft": through the softmax mix
     # -- optimization ------------------------------------------------------------
     lr: float = 0.01                   # AdamW, as in difflogic and the paper
+    lr_final: float | None = None      # end value of the learning-rate schedule; None: constant
+    lr_schedule: str = "constant"      # "constant", "linear" or "cosine" from lr to lr_final
     weight_decay: float = 0.0
     batch_size: int = 128
     steps: int = 3000
@@ -89,14 +91,15 @@ RECIPES: dict[str, dict] = {
 }
 DEFAULT_RECIPE = "scaled"
 
+_SCHEDULES = ("constant", "linear", "cosine")
 _CHOICES = {
     "mode": ("gumbel-ste", "softmax"), "connections": ("random", "unique", "local"), "init": ("normal", "residual"),
-    "noise_schedule": ("constant", "linear", "cosine"), "input_grad": ("hard", "soft"),
+    "noise_schedule": _SCHEDULES, "lr_schedule": _SCHEDULES, "input_grad": ("hard", "soft"),
     "kernel": ("auto", "reference", "cpu", "triton"), "recipe": tuple(RECIPES) + (None,),
 }
 _POSITIVE = {"layers", "width", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
              "lr", "threads", "val_size", "target_acc"}
-_NON_NEGATIVE = {"noise", "noise_final", "weight_decay", "residual_logit"}
+_NON_NEGATIVE = {"noise", "noise_final", "lr_final", "weight_decay", "residual_logit"}
 _AT_MOST = {"threads": 1024,  # torch segfaults creating 100,000 OpenMP threads
             "target_acc": 1}  # an accuracy, a fraction (0.9, not 90)
 
@@ -203,8 +206,10 @@ def resolve_config(yaml_dict: dict | None = None, cli: dict | None = None, sourc
         cfg.val_size = int(cfg.val_size)  # >= 1 counts images
     if cfg.mode == "softmax":
         cfg.recipe = "softmax"  # the Gumbel knobs don't apply; don't let a gumbel recipe name stick
-    if cfg.noise_schedule != "constant" and cfg.noise_final is None:
-        raise ConfigError(f"noise_schedule '{cfg.noise_schedule}' needs noise_final (the value it ends at)")
+    for key in ("noise", "lr"):
+        if getattr(cfg, f"{key}_schedule") != "constant" and getattr(cfg, f"{key}_final") is None:
+            raise ConfigError(f"{key}_schedule '{getattr(cfg, f'{key}_schedule')}' needs {key}_final "
+                              f"(the value it ends at)")
     if cfg.widths is not None and (not cfg.widths or any(not isinstance(w, int) or w <= 0 for w in cfg.widths)):
         raise ConfigError(f"widths must be a list of positive integers, not {cfg.widths!r}")
     try:
@@ -214,17 +219,27 @@ def resolve_config(yaml_dict: dict | None = None, cli: dict | None = None, sourc
     return cfg
 
 
-def noise_at(cfg: TrainConfig, step: int, total: int) -> float:
-    """Noise scale at ``step`` of ``total`` under the configured schedule."""
-    if cfg.noise_schedule == "constant" or cfg.noise_final is None:
-        return float(cfg.noise)
+def scheduled(start: float, final: float | None, schedule: str, step: int, total: int) -> float:
+    """A knob's value at ``step`` of ``total``: ``start``, moving to ``final`` linearly or on a half cosine."""
+    if schedule == "constant" or final is None:
+        return float(start)
     t = min(max(step / max(total - 1, 1), 0.0), 1.0)
-    if cfg.noise_schedule == "linear":
+    if schedule == "linear":
         w = t
     else:  # cosine
         import math
         w = 0.5 * (1 - math.cos(math.pi * t))
-    return float(cfg.noise + (cfg.noise_final - cfg.noise) * w)
+    return float(start + (final - start) * w)
+
+
+def noise_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """Noise scale at ``step`` of ``total`` under the configured schedule."""
+    return scheduled(cfg.noise, cfg.noise_final, cfg.noise_schedule, step, total)
+
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """Learning rate of ``step`` of ``total`` under the configured schedule."""
+    return scheduled(cfg.lr, cfg.lr_final, cfg.lr_schedule, step, total)
 
 
 def parse_set(pairs) -> dict:

@@ -32,7 +32,7 @@ from ..kernels import resolve_backend
 from ..fileio import remove_stale_temporaries
 from ..version import code_version
 from .checkpoint import RUN_FILES, atomic_write_text, load_checkpoint, load_resume_state, save_checkpoint
-from .config import TrainConfig, noise_at
+from .config import TrainConfig, lr_at, noise_at
 from .distributed import rank_and_world
 from .metrics import append_metric, read_metrics, records_of, time_to_target, truncate_metrics
 from .model import LogicNet, Relaxation, build_model, model_from_state
@@ -313,7 +313,8 @@ class Trainer:
                "val_acc_discrete_paper": r["acc_discrete_paper"], "gap_paper": r["gap_paper"],
                "unused_frac": r["unused_frac"], "const_frac": r["const_frac"], "unread_frac": r["unread_frac"],
                "gates": r["gates"], "wall_s": round(self.elapsed, 2),
-               "noise": noise_at(self.cfg, self.step, self.cfg.steps) if self.cfg.mode != "softmax" else None}
+               "noise": noise_at(self.cfg, self.step, self.cfg.steps) if self.cfg.mode != "softmax" else None,
+               "lr": lr_at(self.cfg, self.step, self.cfg.steps)}
         if self.cfg.target_acc is not None:
             # The first record to reach it (one definition, time_to_target): once found, it stays.
             if self._target_hit is None:
@@ -342,6 +343,8 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self._updating = True           # from here until the step is counted, the state is half old, half new
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(cfg, self.step, cfg.steps)
         self.opt.step()
         self.step += 1
         self.elapsed += time.perf_counter() - t0

@@ -1,7 +1,7 @@
 import pytest
 
 from lgn_fpga.errors import ConfigError
-from lgn_fpga.train.config import CONFIG_DIR, DEFAULT_RECIPE, RECIPES, load_yaml, noise_at, resolve_config
+from lgn_fpga.train.config import CONFIG_DIR, DEFAULT_RECIPE, RECIPES, load_yaml, lr_at, noise_at, resolve_config
 
 
 def test_defaults_use_the_default_recipe():
@@ -46,6 +46,9 @@ def test_builtin_configs_load():
     ({"threads": 0}, "key 'threads' in t must be positive"),
     ({"val_size": 0}, "key 'val_size' in t must be positive"),
     ({"noise_schedule": "linear"}, "needs noise_final"),
+    ({"lr_schedule": "cosine"}, "needs lr_final"),
+    ({"lr_final": -0.1}, "key 'lr_final' in t must be >= 0, not -0.1"),
+    ({"lr_schedule": "step"}, "lr_schedule"),
     ({"widths": [10, -2]}, "widths must be a list of positive integers"),
     ({"window": 4}, "window must be an odd positive integer or a list of 4 of them, not 4"),
     ({"window": [3, 5]}, "window must be an odd positive integer or a list of 4 of them"),
@@ -74,3 +77,11 @@ def test_noise_schedules():
     c = resolve_config({"noise": 1.0, "noise_final": 0.0, "noise_schedule": "cosine"})
     assert noise_at(c, 0, 11) == 1.0 and abs(noise_at(c, 10, 11)) < 1e-12
     assert noise_at(resolve_config({"noise": 0.7}), 5, 10) == 0.7
+
+
+def test_lr_schedules():
+    c = resolve_config({"lr": 0.02, "lr_final": 0.0, "lr_schedule": "cosine"})
+    assert lr_at(c, 0, 11) == 0.02 and abs(lr_at(c, 10, 11)) < 1e-12 and abs(lr_at(c, 5, 11) - 0.01) < 1e-12
+    c = resolve_config({"lr": 0.01, "lr_final": 0.001, "lr_schedule": "linear"})
+    assert abs(lr_at(c, 50, 101) - 0.0055) < 1e-12
+    assert lr_at(resolve_config({"lr": 0.003}), 7, 10) == 0.003

@@ -97,6 +97,22 @@ def test_metrics_and_test_record(tmp_path):
     assert (tmp_path / "r" / "config.yaml").exists() and "code" in json.loads((tmp_path / "r" / "meta.json").read_text())
 
 
+def test_lr_schedule_sets_each_steps_learning_rate(tmp_path):
+    seen = []
+    t = L.Trainer(tiny(lr=0.02, lr_final=0.002, lr_schedule="linear"), tmp_path / "r", progress=False)
+    real = t.opt.step
+
+    def step(*a, **k):
+        seen.append(t.opt.param_groups[0]["lr"])
+        return real(*a, **k)
+    t.opt.step = step
+    t.train()
+    assert len(seen) == 20 and abs(seen[0] - 0.02) < 1e-12 and abs(seen[-1] - 0.002) < 1e-12
+    assert all(a > b for a, b in zip(seen, seen[1:]))
+    lines = [json.loads(l) for l in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert abs(lines[-1]["lr"] - 0.002) < 1e-12
+
+
 def test_batch_order_is_a_function_of_seed_and_step():
     a = L.batch_indices(3, 41, 1000, 32)
     assert torch.equal(a, L.batch_indices(3, 41, 1000, 32))
