@@ -108,14 +108,19 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
     cli = {k: v for k, v in overrides.items() if v is not None}
     set_keys = parse_set(set_pairs)
     arch = sorted(_ARCH_KEYS & (set(cli) | set(set_keys)))
-    if config_path is None and dataset and not resume and not arch:
+    if config_path is None and dataset and not resume:
         from ..train.config import CONFIG_DIR
         if (CONFIG_DIR / f"{dataset}.yaml").is_file():
             # `lgn-fpga train cifar10` with no --config and no architecture: the dataset's own config, sized
-            # for a board.  Given an architecture, the plain defaults apply (as they always did).
-            config_path = dataset
-            click.echo(f"config: {CONFIG_DIR / (dataset + '.yaml')} (the default for {dataset}; "
-                       f"--config to choose another)", err=True)
+            # for a board.  Given an architecture, the plain defaults apply (as they always did): say so.
+            if not arch:
+                config_path = dataset
+                click.echo(f"config: {CONFIG_DIR / (dataset + '.yaml')} (the default for {dataset}; "
+                           f"--config to choose another)", err=True)
+            else:
+                named = ", ".join(f"--{k.replace('_', '-')}" for k in arch)
+                click.echo(f"config: the plain defaults ({named} given), not {dataset}'s own; "
+                           f"--config {dataset} starts from lgn_fpga/configs/{dataset}.yaml", err=True)
     ydict = load_yaml(config_path) if config_path else {}
     cli.update(set_keys)
     if dataset:
@@ -136,6 +141,9 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
             cfg.steps = 0
     else:
         cfg = resolve_config(ydict, cli, source=str(config_path or "config"))
+        if "window" in cli and cfg.connections != "local":
+            raise ConfigError(f"--window applies to local wiring only, and this run's is {cfg.connections} "
+                              f"(add --connections local)")
         if board:
             cfg = _size_for_board(board, ydict, cli, set_keys, config_path, cfg)
     rd = Path(run_dir) if run_dir else _default_run_dir(cfg)

@@ -149,6 +149,13 @@ def test_dataset_default_config_only_without_architecture_options(tmp_path, caps
     assert calls[1].connections == "random" and calls[1].layers == 5 and calls[1].width == 400
     err = capsys.readouterr().err
     assert err.count("configs/mnist.yaml (the default for mnist") == 1
+    assert "config: the plain defaults (--layers, --width given), not mnist's own; --config mnist" in err
+
+
+def test_window_without_local_wiring_is_an_error(capsys, tmp_path):
+    # the plain defaults wire randomly: a --window there would be silently ignored
+    code, _, err = run(capsys, "train", "cifar10", "--window", "5", "-o", str(tmp_path / "r"))
+    _one_line_error(code, err, r"--window applies to local wiring only, and this run's is random \(add --connections local\)")
 
 
 # -- issue 15: bad numbers, devices and resumes, interrupted runs ----------------------------------------
