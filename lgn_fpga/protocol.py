@@ -8,13 +8,23 @@ CRC from here, the host (:mod:`lgn_fpga.host`) its encoder and decoder.
 
 Request (host -> board)::
 
-    A5 5A | SEQ | IMAGE[N] | CRC16        classify one image (N = C*H*W bytes)
+    A5 5A | SEQ | IMAGE[N] | CRC16        classify one image (N: payload_bytes(encoding, wire))
     A5 3C | SEQ | CRC16                   ask for the board's identity (INFO)
+
+The image travels in one of two wire formats (:data:`WIRE_FORMATS`), chosen when the board is built and
+announced in its INFO answer:
+
+* ``bytes``: the ``C*H*W`` pixel bytes in C, H, W order;
+* ``levels``: each pixel byte as its *level*, the number of its channel's thresholds it exceeds
+  (``0..T``, ``b = T.bit_length()`` bits), packed LSB first: value ``v`` in bits ``[v*b, v*b+b)`` of the
+  payload read as one little-endian bit string, the last byte padded with 0.  Thermometer bit ``j`` of a
+  value is ``level > j``, exactly ``pixel > threshold[j]``; 3 thresholds take 2 bits a value (4x fewer
+  bytes than ``bytes``), 1 threshold 1 bit (8x).
 
 Reply (board -> host)::
 
     5A | SEQ | CODE | CRC16               CODE < 0x80: the class; >= 0xE0: an error
-    5A | SEQ | 80 | INFO[18] | CRC16      answer to an INFO request
+    5A | SEQ | 80 | INFO[19] | CRC16      answer to an INFO request
 
 ``CRC16`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no
 reflection, no final XOR) over every byte from ``SEQ`` up to the CRC itself.
@@ -41,10 +51,14 @@ __all__ = [
     "SYNC0", "SYNC_CLASSIFY", "SYNC_INFO", "REPLY_SYNC", "CODE_INFO", "ERR_CRC", "ERR_TIMEOUT", "ERR_LINE",
     "ERR_BUSY", "ERROR_NAMES", "MAX_CLASSES", "PROTOCOL_VERSION", "INFO_LEN", "REPLY_LEN", "CRC_POLY",
     "CRC_INIT", "crc16", "crc16_update", "encode_request", "encode_info_request", "Info", "Reply",
+    "WIRE_FORMATS", "DEFAULT_WIRE", "payload_bytes", "encode_payloads",
     "ReplyParser", "FrameDecoder", "encode_reply", "request_len", "frame_timeout_cycles", "DEFAULT_FRAME_TIMEOUT_MS", "describe_code",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2    # 2: INFO carries the wire format (level bits); the `levels` format
+
+WIRE_FORMATS = ("bytes", "levels")
+DEFAULT_WIRE = "levels"   # what `lgn-fpga build` makes: fewer bytes per image at every threshold count
 
 SYNC0 = 0xA5            # first byte of every request
 SYNC_CLASSIFY = 0x5A    # second byte: an image follows
@@ -65,9 +79,10 @@ CRC_INIT = 0xFFFF
 
 REPLY_LEN = 5           # REPLY_SYNC, SEQ, CODE, CRC16
 
-# INFO payload: version, n_classes, image_bytes, latency (cycles), clock (Hz), first 8 bytes of the
-# netlist's content hash.  Enough for the host to refuse to stream to a board with another model.
-_INFO_STRUCT = struct.Struct(">BBHHI8s")
+# INFO payload: version, n_classes, image (payload) bytes, latency (cycles), clock (Hz), first 8 bytes of the
+# netlist's content hash, level bits (0: the `bytes` wire format).  Enough for the host to refuse to stream
+# to a board with another model, and to send the images as the board reads them.
+_INFO_STRUCT = struct.Struct(">BBHHI8sB")
 INFO_LEN = _INFO_STRUCT.size
 
 # Gaps inside a frame longer than this abort it (ERR_TIMEOUT).  10 ms is far above what a USB-serial
@@ -97,6 +112,27 @@ def crc16(data: bytes, crc: int = CRC_INIT) -> int:
 
 def _with_crc(body: bytes) -> bytes:
     return body + crc16(body).to_bytes(2, "big")
+
+
+def _check_wire(wire: str) -> str:
+    if wire not in WIRE_FORMATS:
+        raise ValueError(f"wire format must be one of {', '.join(WIRE_FORMATS)}, not {wire!r}")
+    return wire
+
+
+def payload_bytes(encoding, wire: str) -> int:
+    """Bytes of one image on the wire for ``encoding`` (a ThermometerEncoding) in format ``wire``."""
+    return encoding.image_bytes if _check_wire(wire) == "bytes" else encoding.level_bytes
+
+
+def encode_payloads(images, encoding, wire: str) -> np.ndarray:
+    """uint8 images -> uint8 ``[N, payload_bytes]``: what ``encode_request`` sends for each."""
+    if _check_wire(wire) == "bytes":
+        x = np.asarray(images)
+        if x.dtype != np.uint8:
+            raise TypeError(f"images must be uint8, not {x.dtype}")
+        return x.reshape(len(x), -1)
+    return encoding.pack_levels(images)
 
 
 def request_len(image_bytes: int) -> int:
@@ -158,20 +194,26 @@ class Info:
     latency: int
     clock_hz: int
     model_hash: bytes   # first 8 bytes of Netlist.content_hash()
+    level_bits: int = 0  # 0: the `bytes` wire format; else `levels` of this many bits
+
+    @property
+    def wire(self) -> str:
+        return "bytes" if self.level_bits == 0 else "levels"
 
     def encode(self) -> bytes:
         return _INFO_STRUCT.pack(self.version, self.n_classes, self.image_bytes, self.latency,
-                                 self.clock_hz, self.model_hash)
+                                 self.clock_hz, self.model_hash, self.level_bits)
 
     @classmethod
     def decode(cls, payload: bytes) -> "Info":
-        v, k, n, lat, clk, h = _INFO_STRUCT.unpack(payload)
-        return cls(v, k, n, lat, clk, h)
+        v, k, n, lat, clk, h, b = _INFO_STRUCT.unpack(payload)
+        return cls(v, k, n, lat, clk, h, b)
 
     @classmethod
-    def for_netlist(cls, net, latency: int, clock_hz: int) -> "Info":
-        return cls(PROTOCOL_VERSION, net.n_classes, net.encoding.image_bytes, min(int(latency), 0xFFFF),
-                   int(clock_hz), bytes.fromhex(net.content_hash())[:8])
+    def for_netlist(cls, net, latency: int, clock_hz: int, wire: str = "bytes") -> "Info":
+        return cls(PROTOCOL_VERSION, net.n_classes, payload_bytes(net.encoding, wire), min(int(latency), 0xFFFF),
+                   int(clock_hz), bytes.fromhex(net.content_hash())[:8],
+                   0 if wire == "bytes" else net.encoding.level_bits)
 
 
 @dataclass(frozen=True)

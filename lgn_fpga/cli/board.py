@@ -97,9 +97,13 @@ def _board_names():
 @click.option("--count-tables/--no-count-tables", default=None,
               help="Count runs of class bits with lookup tables in the block RAMs instead of full adders "
                    "(fewer LUTs; default off on ECP5, where the RAM rows made routing harder: docs/routing.md).")
+@click.option("--wire", type=click.Choice(["levels", "bytes"]), default="levels", show_default=True,
+              help="How images travel over the UART: levels = each pixel as the number of thresholds it "
+                   "exceeds, packed (2 bits for 3 thresholds: 4x the images/s of bytes), bytes = raw pixels "
+                   "(docs/protocol.md).")
 @click.option("--plan-only", is_flag=True, help="Write the build files (and the fit estimate) without running tools.")
 @click.option("--allow-timing-fail", is_flag=True, help="Exit 0 even when Fmax is below the board clock.")
-def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, count_tables, plan_only,
+def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, count_tables, wire, plan_only,
           allow_timing_fail):
     """Build a bitstream of MODEL for a board.
 
@@ -123,14 +127,15 @@ def build(model, board, out_dir, baud, stages, frame_timeout_ms, no_fit_check, c
     net = load(path)
     echo_optimization_note(net, path)
     out = Path(out_dir or Path("build") / b.name)
-    fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=count_tables)
+    fit = check_fit(net, b, stages=stages, enforce=not no_fit_check, count_tables=count_tables, wire=wire)
     click.echo(f"{path}: {net.n_gates:,} gates, {net.depth} layers, {net.n_classes} classes; "
                f"estimate {fit.summary()} on {b.name} ({b.device})")
     t0 = time.perf_counter()
     fp = plan_build(net, b, baud=baud, stages=stages, frame_timeout_ms=frame_timeout_ms,
-                    count_tables=count_tables)
+                    count_tables=count_tables, wire=wire)
     click.echo(f"elaborated in {time.perf_counter() - t0:.1f} s: latency {fp.top.latency} cycles, "
-               f"{fp.baud} baud, frame timeout {fp.top.timeout:,} cycles")
+               f"{fp.baud} baud, {wire} wire format ({fp.top.payload_bytes:,} bytes/image), "
+               f"frame timeout {fp.top.timeout:,} cycles")
     if plan_only:
         with build_folder(out) as tmp:
             write_plan(fp, tmp, resolve_tools(b.family))
@@ -236,9 +241,12 @@ def stream(port, model, dataset, split, limit, baud, window, retries, reply_time
         raise LgnError(f"{ds} images are {data.images.shape[1:]} but {mpath} expects {net.encoding.shape}")
     gold = predict(net, data.images)
     sim = port.startswith("sim://")
-    if sim and last and last.get("model", {}).get("hash") == net.content_hash() and "board=" not in port:
-        # The virtual board runs the classifier as that build made it (stages, count tables).
-        port += ("&" if "?" in port else "?") + f"board={last['board']}&stages={last.get('stages', 1)}"
+    built = last if last and last.get("model", {}).get("hash") == net.content_hash() else None
+    # Without INFO, the images go as the newest build of this model reads them, else in the default format.
+    wire = built.get("wire", "bytes") if built else P.DEFAULT_WIRE
+    if sim and built and "board=" not in port:
+        # The virtual board runs the classifier as that build made it (stages, count tables, wire format).
+        port += ("&" if "?" in port else "?") + f"board={built['board']}&stages={built.get('stages', 1)}&wire={wire}"
     t0 = time.perf_counter()
     ser = open_port(port, baud, model_path=mpath)
     try:
@@ -248,11 +256,14 @@ def stream(port, model, dataset, split, limit, baud, window, retries, reply_time
         if not no_info:
             info = client.info()
             want = bytes.fromhex(net.content_hash())[:8]
-            if info.model_hash != want or info.image_bytes != net.encoding.image_bytes:
+            if info.model_hash != want or info.image_bytes != P.payload_bytes(net.encoding, info.wire) or (
+                    info.level_bits not in (0, net.encoding.level_bits)):
                 raise HostError(f"the board runs another model (hash {info.model_hash.hex()}, {info.image_bytes} "
                                 f"bytes/image) than {mpath} ({want.hex()}): build and flash it, or pass --no-info")
+            wire = info.wire
             click.echo(f"board: model {info.model_hash.hex()}, {info.n_classes} classes, latency {info.latency} "
-                       f"cycles at {info.clock_hz / 1e6:g} MHz")
+                       f"cycles at {info.clock_hz / 1e6:g} MHz, {wire} wire format "
+                       f"({info.image_bytes:,} bytes/image)")
         last = [0.0]
 
         def progress(done, total):
@@ -260,7 +271,7 @@ def stream(port, model, dataset, split, limit, baud, window, retries, reply_time
             if now - last[0] > 2.0 or done == total:
                 last[0] = now
                 click.echo(f"  {done}/{total}", err=True)
-        st = client.classify(data.images, progress=progress)
+        st = client.classify(P.encode_payloads(data.images, net.encoding, wire), progress=progress)
     finally:
         ser.close()
     pred = st.predictions
@@ -278,7 +289,7 @@ def stream(port, model, dataset, split, limit, baud, window, retries, reply_time
     for i in mism[:show]:
         click.echo(f"  image {i}: board {pred[i]}, golden {gold[i]}, label {data.labels[i]}")
     rate = n / st.seconds if st.seconds else 0.0
-    limit_rate = P.link_images_per_s(baud, net.encoding.image_bytes)
+    limit_rate = P.link_images_per_s(baud, P.payload_bytes(net.encoding, wire))
     line = f"{rate:,.1f} images/s wall-clock ({st.seconds:.2f} s)"
     if st.board_seconds:
         board_rate = n / st.board_seconds
@@ -289,7 +300,7 @@ def stream(port, model, dataset, split, limit, baud, window, retries, reply_time
     click.echo(line)
     if json_out:
         Path(json_out).write_text(json.dumps({
-            "port": port, "model": str(mpath), "dataset": ds, "split": split, "images": n,
+            "port": port, "model": str(mpath), "dataset": ds, "split": split, "images": n, "wire": wire,
             "accuracy_board": acc_board, "accuracy_golden": acc_gold, "mismatches": mism.tolist(),
             "unanswered": st.failed, "error_replies": {P.describe_code(c): k for c, k in st.error_replies.items()},
             "timeouts": st.timeouts, "retries": st.retries, "frames_sent": st.frames_sent,

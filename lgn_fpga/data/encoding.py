@@ -111,20 +111,58 @@ class ThermometerEncoding:
 
         Hardware builds its comparators from this; software encodes with it.
         """
+        src, j = self.bit_ranks()
+        return src, self.threshold_array()[src // self.pixels, j]
+
+    def bit_ranks(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every bit, the index of its value in the flattened ``C*H*W`` image and its threshold's rank
+        ``j``: the bit is ``level > j`` where ``level`` counts the thresholds the value exceeds."""
         C, T, P = self.channels, self.levels, self.pixels
         c = np.arange(C).repeat(T * P)
         j = np.tile(np.arange(T).repeat(P), C)
         p = np.tile(np.arange(P), C * T)
-        return (c * P + p).astype(np.int64), self.threshold_array()[c, j]
+        return (c * P + p).astype(np.int64), j.astype(np.int64)
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        """uint8 images ``[N, C, H, W]`` (or ``[N, C*H*W]``) -> bool bits ``[N, n_bits]``."""
+    # -- levels: a value as the number of thresholds it exceeds (the `levels` wire format) -----------
+    @property
+    def level_bits(self) -> int:
+        """Bits that hold a level ``0..T``."""
+        return self.levels.bit_length()
+
+    @property
+    def level_bytes(self) -> int:
+        """Bytes of one image's packed levels (``C*H*W`` fields of ``level_bits``, the last byte padded)."""
+        return -(-self.image_bytes * self.level_bits // 8)
+
+    def to_levels(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images -> uint8 ``[N, C*H*W]``: how many of its channel's thresholds each byte exceeds."""
+        x = self._flat(images)
+        th = self.threshold_array()  # [C, T]
+        above = x.reshape(-1, self.channels, 1, self.pixels) > th.reshape(1, self.channels, self.levels, 1)
+        return above.sum(axis=2, dtype=np.uint8).reshape(len(x), -1)
+
+    def pack_levels(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images -> uint8 ``[N, level_bytes]``: value ``v``'s level in bits ``[v*b, v*b+b)`` of the
+        little-endian bit stream (bit ``i`` is bit ``i % 8`` of byte ``i // 8``), padding bits 0."""
+        lv = self.to_levels(images)
+        b = self.level_bits
+        bits = ((lv[:, :, None] >> np.arange(b, dtype=np.uint8)) & 1).astype(np.uint8).reshape(len(lv), -1)
+        pad = 8 * self.level_bytes - bits.shape[1]
+        bits = np.pad(bits, ((0, 0), (0, pad)))
+        return np.packbits(bits, axis=1, bitorder="little")
+
+    def _flat(self, images: np.ndarray) -> np.ndarray:
         x = np.asarray(images)
         if x.dtype != np.uint8:
             raise TypeError(f"images must be uint8, not {x.dtype}")
         x = x.reshape(len(x), -1)
         if x.shape[1] != self.image_bytes:
             raise ValueError(f"images must have {self.image_bytes} bytes each ({self.shape}), not {x.shape[1]}")
+        return x
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images ``[N, C, H, W]`` (or ``[N, C*H*W]``) -> bool bits ``[N, n_bits]``."""
+        x = self._flat(images)
         C, T, P = self.channels, self.levels, self.pixels
         th = self.threshold_array()  # [C, T]
         bits = x.reshape(-1, C, 1, P) > th.reshape(1, C, T, 1)

@@ -40,16 +40,16 @@ _IO_FF = {"ice40": 280, "ecp5": 270}
 _IO_UNPAIRED = 0.3
 
 
-def frame_buffer_bits(net, binarize: str = "auto") -> int:
+def frame_buffer_bits(net, binarize: str = "auto", wire: str = "bytes") -> int:
     """Frame-buffer flip-flops of ``net``'s top level (:func:`lgn_fpga.hdl.framing.buffer_plan`)."""
     from ..hdl.framing import buffer_plan
     from ..netlist.analysis import structural_live
-    return buffer_plan(net.encoding, structural_live(net)[:net.n_inputs], binarize)[1]
+    return buffer_plan(net.encoding, structural_live(net)[:net.n_inputs], binarize, wire)[1]
 
 
-def io_estimate(net, family: str, binarize: str = "auto") -> dict:
+def io_estimate(net, family: str, binarize: str = "auto", wire: str = "bytes") -> dict:
     """LUTs and flip-flops of the board I/O around the classifier (``unpaired_ff``: those without a LUT)."""
-    fb = frame_buffer_bits(net, binarize)
+    fb = frame_buffer_bits(net, binarize, wire)
     return {"lut": _IO_LUT[family], "ff": _IO_FF[family] + fb,
             "unpaired_ff": fb + int(_IO_UNPAIRED * _IO_FF[family]), "bram": 0}
 
@@ -92,12 +92,15 @@ class FitEstimate:
                 "parts": self.parts, "source": self.source}
 
 
-def estimate(net, board: Board, stages: int | None = None, count_tables: bool | None = None) -> FitEstimate:
+def estimate(net, board: Board, stages: int | None = None, count_tables: bool | None = None,
+             wire: str | None = None) -> FitEstimate:
     """Estimate what ``net`` needs on ``board`` (classifier plus board I/O), built as ``lgn-fpga build`` does."""
+    from .. import protocol as P
     from ..netlist.stats import estimate_resources
     stages, tables = board.build_options(stages, count_tables)
-    core = estimate_resources(net, board.family, stages=stages, count_tables=tables)
-    io = io_estimate(net, board.family)
+    wire = P.DEFAULT_WIRE if wire is None else wire
+    core = estimate_resources(net, board.family, stages=stages, count_tables=tables, wire=wire)
+    io = io_estimate(net, board.family, wire=wire)
     lut, ff, bram = (int(core[k]) + io[k] for k in ("lut", "ff", "bram"))
     # ECP5: LUTs and FFs are checked against their own budgets (a slice holds two of each).
     cells = int(core["cells"]) + io["lut"] + io["unpaired_ff"] if board.family == "ice40" else lut
@@ -107,9 +110,9 @@ def estimate(net, board: Board, stages: int | None = None, count_tables: bool | 
 
 
 def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True,
-              count_tables: bool | None = None) -> FitEstimate:
+              count_tables: bool | None = None, wire: str | None = None) -> FitEstimate:
     """:func:`estimate`, raising :class:`FitError` when ``enforce`` and something is over budget."""
-    est = estimate(net, board, stages, count_tables)
+    est = estimate(net, board, stages, count_tables, wire)
     over = est.over()
     if over and enforce:
         parts = "; ".join(f"{name}: estimated {e:,} > {b:,} available ({100 * e / b:.0f} %)" for name, e, b in over)

@@ -120,7 +120,8 @@ class FlowPlan:
 
 def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int | None = None,
                frame_timeout_ms: float | None = None, name: str = "top", flow_file=None,
-               extra_options: dict | None = None, count_tables: bool | None = None) -> FlowPlan:
+               extra_options: dict | None = None, count_tables: bool | None = None,
+               wire: str | None = None) -> FlowPlan:
     """Elaborate ``netlist`` for ``board`` and return the build plan (no tool runs).
 
     ``count_tables``: the popcount looks runs of bits up in the board's block RAMs
@@ -138,7 +139,7 @@ def plan_build(netlist, board: Board, *, baud: int | None = None, stages: int | 
     platform = board.make_platform()
     stages, tables = board.build_options(stages, count_tables)
     design = BoardTop(netlist, baud=baud, uart=board.uart, leds=board.leds, stages=stages,
-                      count_tables=tables,
+                      count_tables=tables, wire=P.DEFAULT_WIRE if wire is None else wire,
                       frame_timeout_ms=P.DEFAULT_FRAME_TIMEOUT_MS if frame_timeout_ms is None else frame_timeout_ms)
     opts = flow_options(board.family, flow_file)
     for k, v in (extra_options or {}).items():

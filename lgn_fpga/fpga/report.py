@@ -86,7 +86,7 @@ def collect(fp, result, netlist, *, model_path=None, estimate=None) -> dict:
     achieved, constraint = fmax_of(pnr)
     clk = fp.clock_hz
     top = fp.top
-    req = P.request_len(netlist.encoding.image_bytes)
+    req = P.request_len(top.payload_bytes)
     rep = {
         "format": "lgn-fpga-build-report/1",
         "lgn_fpga_version": __version__,
@@ -110,7 +110,8 @@ def collect(fp, result, netlist, *, model_path=None, estimate=None) -> dict:
         "images_per_s_at_fmax": int(achieved * 1e6) if achieved else None,
         "images_per_s_at_clock": int(clk),
         "baud": fp.baud,
-        "images_per_s_uart": round(P.link_images_per_s(fp.baud, netlist.encoding.image_bytes), 1),
+        "images_per_s_uart": round(P.link_images_per_s(fp.baud, top.payload_bytes), 1),
+        "wire": top.wire,
         "frame_bytes": req,
         "frame_timeout_cycles": top.timeout,
         "step_seconds": dict(result.step_seconds),
@@ -150,7 +151,7 @@ def to_markdown(rep: dict) -> str:
         f"| pipeline latency | {rep['latency_cycles']} cycles = {rep['latency_us']} us |",
         f"| classifier throughput at Fmax | {rep['images_per_s_at_fmax'] or 0:,} images/s |",
         f"| classifier throughput at the clock | {rep['images_per_s_at_clock']:,} images/s |",
-        f"| UART throughput at {rep['baud']:,} baud | {rep['images_per_s_uart']:,} images/s ({rep['frame_bytes']} bytes/frame) |",
+        f"| UART throughput at {rep['baud']:,} baud | {rep['images_per_s_uart']:,} images/s ({rep['frame_bytes']} bytes/frame, {rep.get('wire', 'bytes')} wire format) |",
         "",
         "Build time: " + ", ".join(f"{k} {v:.1f} s" for k, v in rep["step_seconds"].items())
         + f" (total {rep['build_seconds']:.1f} s).",

@@ -1,4 +1,4 @@
-"""Binarizer: image bytes -> thermometer bits, with the encoding's own integer thresholds."""
+"""Binarizer: image bytes (or packed levels) -> thermometer bits, with the encoding's own thresholds."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +6,7 @@ from amaranth.hdl import Cat, Module, Signal, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .. import protocol as P
 from ..data.encoding import ThermometerEncoding
 from ._stage import chunks, stage_control
 
@@ -18,6 +19,10 @@ class Binarizer(wiring.Component):
     Bit ``j`` of the output is ``byte[src[j]] > threshold[j]`` where
     ``src, threshold = encoding.bit_sources()``: the same table the software
     encoder uses, so hardware and software binarize every byte identically.
+    With ``wire="levels"`` the input is the packed levels of
+    :meth:`~lgn_fpga.data.encoding.ThermometerEncoding.pack_levels` and bit ``j`` is
+    ``level[src[j]] > rank[j]`` (``src, rank = encoding.bit_ranks()``): a compare of a
+    ``level_bits``-wide field with a constant, often a plain wire.
 
     Parameters
     ----------
@@ -31,8 +36,9 @@ class Binarizer(wiring.Component):
 
     Attributes
     ----------
-    i : In(stream.Signature(unsigned(8 * image_bytes)))
-        Byte ``p`` of the flattened ``C*H*W`` image at bits ``[8p, 8p+8)``.
+    i : In(stream.Signature(unsigned(8 * payload_bytes)))
+        Byte ``p`` of the flattened ``C*H*W`` image at bits ``[8p, 8p+8)`` (``wire="bytes"``), or the
+        packed levels, value ``v`` at bits ``[v*b, v*b+b)`` (``wire="levels"``).
     o : Out(stream.Signature(unsigned(n_bits)))
         The thermometer bits in the encoding's bit order.
     latency : int
@@ -44,7 +50,7 @@ class Binarizer(wiring.Component):
         If ``encoding`` is not a :class:`ThermometerEncoding`.
     """
 
-    def __init__(self, encoding: ThermometerEncoding, *, registered: bool = False):
+    def __init__(self, encoding: ThermometerEncoding, *, registered: bool = False, wire: str = "bytes"):
         if not isinstance(encoding, ThermometerEncoding):
             raise TypeError(f"encoding must be a ThermometerEncoding, not {encoding!r}")
         if not isinstance(registered, bool):
@@ -52,19 +58,24 @@ class Binarizer(wiring.Component):
         self.encoding = encoding
         self.registered = registered
         self.latency = int(registered)
+        self.wire = wire
         super().__init__({
-            "i": In(stream.Signature(unsigned(8 * encoding.image_bytes))),
+            "i": In(stream.Signature(unsigned(8 * P.payload_bytes(encoding, wire)))),
             "o": Out(stream.Signature(unsigned(encoding.n_bits))),
         })
 
     def elaborate(self, platform):
         m = Module()
-        src, th = self.encoding.bit_sources()
-        P = self.encoding.image_bytes
-        # One byte view per pixel, one comparison per (pixel, threshold); a
-        # comparison against a constant is a few LUTs after synthesis.
-        pix = [self.i.payload[8 * p: 8 * p + 8] for p in range(P)]
-        cmp = [pix[int(s)] > int(t) for s, t in zip(src.tolist(), np.asarray(th).tolist())]
+        if self.wire == "bytes":
+            src, th = self.encoding.bit_sources()
+            w = 8
+        else:
+            src, th = self.encoding.bit_ranks()
+            w = self.encoding.level_bits
+        # One field per value (a byte, or a level), one comparison per (value, threshold); a
+        # comparison against a constant is a few LUTs after synthesis (a level's often none).
+        field = [self.i.payload[w * v: w * v + w] for v in range(self.encoding.image_bytes)]
+        cmp = [field[int(s)] > int(t) for s, t in zip(src.tolist(), np.asarray(th).tolist())]
         en = stage_control(m, self.i, self.o, self.latency)
         # The comparisons are built in pieces of CHUNK bits (shallow Verilog
         # expressions, see _stage.CHUNK), and the output is ONE assignment of

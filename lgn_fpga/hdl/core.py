@@ -104,11 +104,13 @@ class ImageClassifier(wiring.Component):
         As for :class:`ClassifierCore`.
     registered_binarizer : bool
         Give the comparators their own register stage (default ``False``).
+    wire : {"bytes", "levels"}
+        What ``i`` carries: pixel bytes or packed levels (:mod:`lgn_fpga.protocol`).
 
     Attributes
     ----------
-    i : In(stream.Signature(unsigned(8 * image_bytes)))
-        Byte ``p`` of the flattened ``C*H*W`` image at bits ``[8p, 8p+8)``.
+    i : In(stream.Signature(unsigned(8 * payload_bytes)))
+        The image as the wire format has it (see :class:`Binarizer`).
     o : Out(stream.Signature(unsigned(max(1, ceil_log2(n_classes)))))
     latency : int
         Binarizer latency plus core latency.
@@ -116,16 +118,16 @@ class ImageClassifier(wiring.Component):
     """
 
     def __init__(self, netlist: Netlist, stages: int = 1, *, popcount_levels: int | None = None,
-                 registered_binarizer: bool = False, count_tables: tuple = (0, 12, 2)):
+                 registered_binarizer: bool = False, count_tables: tuple = (0, 12, 2), wire: str = "bytes"):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         self.netlist = netlist
-        self.binarizer = owned(Binarizer(netlist.encoding, registered=registered_binarizer))
+        self.binarizer = owned(Binarizer(netlist.encoding, registered=registered_binarizer, wire=wire))
         self.core = owned(ClassifierCore(netlist, stages, popcount_levels=popcount_levels,
                                          count_tables=count_tables))
         self.latency = self.binarizer.latency + self.core.latency
         super().__init__({
-            "i": In(stream.Signature(unsigned(8 * netlist.encoding.image_bytes))),
+            "i": In(stream.Signature(unsigned(self.binarizer.i.payload.shape().width))),
             "o": Out(stream.Signature(unsigned(class_width(netlist.n_classes)))),
         })
 

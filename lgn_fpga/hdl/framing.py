@@ -28,8 +28,12 @@ def image_layout(image_bytes: int) -> data.StructLayout:
     return data.StructLayout({"seq": 8, "data": 8 * image_bytes})
 
 
-def buffer_plan(encoding: ThermometerEncoding, live_inputs, binarize: str = "auto") -> tuple[str, int]:
+def buffer_plan(encoding: ThermometerEncoding, live_inputs, binarize: str = "auto",
+                wire: str = "bytes") -> tuple[str, int]:
     """``(mode, flip-flops)`` of the frame buffer: ``"frame"`` (bytes) or ``"arrival"`` (thermometer bits).
+
+    With ``wire="levels"`` the buffer holds the packed levels (mode ``"frame"``): a lane per level bit that
+    a live comparison ``level > j`` reads (the bits of the level down to the lowest set bit of ``j+1``).
 
     A byte buffer is a shift register of 8 independent bit lanes; synthesis keeps a lane only where a live
     comparison reads it, and ``p > t`` (= ``p >= t+1``) reads only the bits of ``p`` down to the lowest set
@@ -40,15 +44,22 @@ def buffer_plan(encoding: ThermometerEncoding, live_inputs, binarize: str = "aut
     """
     if binarize not in ("auto", "frame", "arrival"):
         raise ValueError(f"binarize must be 'auto', 'frame' or 'arrival', not {binarize!r}")
+    if wire not in P.WIRE_FORMATS:
+        raise ValueError(f"wire must be one of {', '.join(P.WIRE_FORMATS)}, not {wire!r}")
     live = np.asarray(live_inputs, bool)
-    src, th = encoding.bit_sources()
+    src, th = encoding.bit_sources() if wire == "bytes" else encoding.bit_ranks()
+    w = 8 if wire == "bytes" else encoding.level_bits
     t1 = np.asarray(th, dtype=np.int64) + 1
     tz = np.zeros_like(t1)
-    for k in range(8):
-        tz += (((t1 >> k) & 1) == 0) & (tz == k)        # trailing zeros of t+1 (t+1 <= 255)
-    per_byte = np.zeros(encoding.image_bytes, np.int64)
-    np.maximum.at(per_byte, src, np.where(live, 8 - tz, 0))
-    sizes = {"frame": int(per_byte.sum()), "arrival": int(encoding.n_bits if live.any() else 0)}
+    for k in range(w):
+        tz += (((t1 >> k) & 1) == 0) & (tz == k)        # trailing zeros of t+1 (t+1 < 2**w)
+    per_value = np.zeros(encoding.image_bytes, np.int64)
+    np.maximum.at(per_value, src, np.where(live, w - tz, 0))
+    if wire == "levels":
+        if binarize == "arrival":
+            raise ValueError("binarize='arrival' needs the bytes wire format (levels are already binarized)")
+        return "frame", int(per_value.sum())
+    sizes = {"frame": int(per_value.sum()), "arrival": int(encoding.n_bits if live.any() else 0)}
     mode = binarize if binarize != "auto" else ("frame" if sizes["frame"] <= sizes["arrival"] else "arrival")
     return mode, sizes[mode]
 

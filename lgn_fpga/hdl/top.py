@@ -60,6 +60,9 @@ class ClassifierTop(wiring.Component):
         buffer, :func:`lgn_fpga.hdl.framing.buffer_plan`.
     count_tables : (int, int, int)
         Block-RAM count tables of the popcount (see :class:`~lgn_fpga.hdl.popcount.PopCount`).
+    wire : {"bytes", "levels"}
+        How images travel (:mod:`lgn_fpga.protocol`): pixel bytes, or each value's level packed in
+        ``level_bits`` (``binarize`` then has to be ``"auto"`` or ``"frame"``).
 
     Attributes
     ----------
@@ -83,7 +86,7 @@ class ClassifierTop(wiring.Component):
 
     def __init__(self, netlist: Netlist, *, clk_hz, baud: int, n_leds: int = 0, stages: int = 1,
                  frame_timeout: int | None = None, registered_binarizer: bool = False, binarize: str = "auto",
-                 count_tables: tuple = (0, 12, 2)):
+                 count_tables: tuple = (0, 12, 2), wire: str = "bytes"):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         if netlist.n_classes > P.MAX_CLASSES:
@@ -95,17 +98,19 @@ class ClassifierTop(wiring.Component):
         self.timeout = P.frame_timeout_cycles(clk_hz, baud) if frame_timeout is None else frame_timeout
         self.netlist = netlist
         self.binarize, self.buffer_bits = buffer_plan(netlist.encoding, structural_live(netlist)[:netlist.n_inputs],
-                                                      binarize)
+                                                      binarize, wire)
+        self.wire = wire
+        self.payload_bytes = P.payload_bytes(netlist.encoding, wire)
         if self.binarize == "frame":
             self.classifier = ImageClassifier(netlist, stages, registered_binarizer=registered_binarizer,
-                                              count_tables=count_tables)
+                                              count_tables=count_tables, wire=wire)
         else:
             self.classifier = ClassifierCore(netlist, stages, count_tables=count_tables)
         self.core = self.classifier.core if self.binarize == "frame" else self.classifier
         # Built here for its latency, elaborated with the top; an unused top is reported by its own warning.
         self.classifier._MustUse__silence = True
         self.latency = self.classifier.latency
-        self.info = P.Info.for_netlist(netlist, self.latency, clk_hz)
+        self.info = P.Info.for_netlist(netlist, self.latency, clk_hz, wire)
         self.n_leds = n_leds
         # Credit-based flow control: every image in the classifier or waiting for its reply holds a place
         # in the sequence-number FIFO, and the results FIFO has as many places, so the classifier's output
@@ -113,7 +118,7 @@ class ClassifierTop(wiring.Component):
         # chain ending in the clock enable of every pipeline register, which otherwise sets Fmax on large
         # models.  Frames are at least request_len * 10 bit times apart, so a few places always suffice;
         # when they are taken, the framer's image simply waits (nothing overflows).
-        gap = P.request_len(netlist.encoding.image_bytes) * 10 * float(self.divisor)
+        gap = P.request_len(self.payload_bytes) * 10 * float(self.divisor)
         self.seq_depth = int(self.latency // gap) + 2
         ports = {"rx": In(1, init=1), "tx": Out(1, init=1)}
         if n_leds:
@@ -124,7 +129,7 @@ class ClassifierTop(wiring.Component):
         m = Module()
         m.submodules.rx = rx = UARTReceiver(self.divisor)
         enc = self.netlist.encoding
-        m.submodules.framer = framer = Framer(enc.image_bytes, self.timeout,
+        m.submodules.framer = framer = Framer(self.payload_bytes, self.timeout,
                                               encoding=enc if self.binarize == "arrival" else None)
         m.submodules.classifier = clf = self.classifier
         m.submodules.seqs = seqs = fifo.SyncFIFO(width=8, depth=self.seq_depth)
@@ -179,7 +184,7 @@ class BoardTop(Elaboratable):
         Name and number of the platform's UART resource (with ``rx`` and ``tx`` subsignals).
     leds : sequence of (str, int)
         LED resources, lowest class bit first.
-    stages, frame_timeout_ms, registered_binarizer, binarize, count_tables
+    stages, frame_timeout_ms, registered_binarizer, binarize, count_tables, wire
         As for :class:`ClassifierTop` (``frame_timeout_ms`` in milliseconds).
 
     After elaboration, ``top`` is the :class:`ClassifierTop` inside (for its latency and divisor).
@@ -187,10 +192,11 @@ class BoardTop(Elaboratable):
 
     def __init__(self, netlist: Netlist, *, baud: int, uart=("uart", 0), leds=(), stages: int = 1,
                  frame_timeout_ms: float = P.DEFAULT_FRAME_TIMEOUT_MS, registered_binarizer: bool = False,
-                 binarize: str = "auto", count_tables: tuple = (0, 12, 2)):
+                 binarize: str = "auto", count_tables: tuple = (0, 12, 2), wire: str = "bytes"):
         if not isinstance(netlist, Netlist):
             raise TypeError(f"netlist must be a Netlist, not {netlist!r}")
         self.netlist = netlist
+        self.wire = wire
         self.baud = baud
         self.uart = tuple(uart)
         self.leds = [tuple(l) for l in leds]
@@ -204,7 +210,7 @@ class BoardTop(Elaboratable):
     def make_top(self, clk_hz) -> ClassifierTop:
         return ClassifierTop(self.netlist, clk_hz=clk_hz, baud=self.baud, n_leds=len(self.leds),
                              stages=self.stages, registered_binarizer=self.registered_binarizer,
-                             binarize=self.binarize, count_tables=self.count_tables,
+                             binarize=self.binarize, count_tables=self.count_tables, wire=self.wire,
                              frame_timeout=P.frame_timeout_cycles(clk_hz, self.baud, self.frame_timeout_ms))
 
     def elaborate(self, platform):

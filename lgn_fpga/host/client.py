@@ -189,7 +189,9 @@ class BoardClient:
     def classify(self, images, progress=None) -> StreamStats:
         """Send every image; return a class per image (``-1`` for images that failed every retry).
 
-        ``progress(done, total)`` is called as answers come in.
+        ``images`` are uint8 payloads as the board reads them: pixel bytes for the ``bytes`` wire format,
+        :func:`lgn_fpga.protocol.encode_payloads` for either.  ``progress(done, total)`` is called as
+        answers come in.
         """
         imgs = np.ascontiguousarray(images, dtype=np.uint8)
         n = len(imgs)

@@ -26,6 +26,7 @@ import urllib.parse
 
 import numpy as np
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
+from .. import protocol as P
 
 __all__ = ["Serial"]
 
@@ -67,7 +68,8 @@ class Serial(SerialBase):
             self.board = VirtualBoard(
                 net, count_tables=tables, baud=self._baudrate, backend=self._opts.get("backend", "auto"),
                 cycles_per_bit=int(self._opts.get("cycles_per_bit", 8)), stages=stages,
-                frame_timeout_ms=float(self._opts["frame_timeout_ms"]) if "frame_timeout_ms" in self._opts else None)
+                frame_timeout_ms=float(self._opts["frame_timeout_ms"]) if "frame_timeout_ms" in self._opts else None,
+                wire=self._opts.get("wire", P.DEFAULT_WIRE))
         self.is_open = True
 
     def close(self):
@@ -86,10 +88,13 @@ class Serial(SerialBase):
         opts = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query, keep_blank_values=True).items()}
         if parts.netloc or parts.path.strip("/"):
             opts.setdefault("model", (parts.netloc + parts.path) if parts.netloc else parts.path)
-        known = {"model", "backend", "board", "cycles_per_bit", "stages", "frame_timeout_ms", "seed", *_FAULTS}
+        known = {"model", "backend", "board", "cycles_per_bit", "stages", "frame_timeout_ms", "seed", "wire",
+                 *_FAULTS}
         bad = set(opts) - known
         if bad:
             raise SerialException(f"sim:// option {sorted(bad)[0]!r} unknown; known: {', '.join(sorted(known))}")
+        if opts.get("wire", P.DEFAULT_WIRE) not in P.WIRE_FORMATS:
+            raise SerialException(f"sim:// wire={opts['wire']!r} unknown; known: {', '.join(P.WIRE_FORMATS)}")
         self._opts = opts
         self.faults = {k: float(opts[k]) for k in _FAULTS if k in opts}
         self._rng = np.random.default_rng(int(opts.get("seed", 0)))

@@ -47,10 +47,11 @@ _IS_PASS = np.array([i in (PASS_A, PASS_B) for i in range(16)])
 
 # -- resource model ------------------------------------------------------------------------
 
-def comparator_luts(threshold: int) -> int:
-    """LUT4s of ``byte > threshold``: it depends on the bits above the lowest set bit of ``threshold + 1``."""
+def comparator_luts(threshold: int, width: int = 8) -> int:
+    """LUT4s of ``field > threshold`` for a ``width``-bit field (a byte, or a level): it depends on the bits
+    down to the lowest set bit of ``threshold + 1``."""
     t = int(threshold) + 1
-    r = 8 - ((t & -t).bit_length() - 1)
+    r = width - ((t & -t).bit_length() - 1)
     return 0 if r <= 1 else -(-(r - 1) // 3)
 
 
@@ -154,7 +155,8 @@ def _gate_luts(net: Netlist, k: int, live: np.ndarray) -> int:
 
 
 def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
-                       popcount_levels: int | None = None, count_tables: tuple = (0, 12, 2)) -> dict:
+                       popcount_levels: int | None = None, count_tables: tuple = (0, 12, 2),
+                       wire: str = "bytes") -> dict:
     """Estimated LUT4 and flip-flops of ``net`` as ``lgn_fpga.hdl.ClassifierCore(net, stages, popcount_levels=...)``.
 
     Parameters
@@ -166,6 +168,8 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
         1 = the highest clock).
     count_tables : (int, int, int)
         ``(tables, table_bits, table_ports)`` of the popcount's block-RAM count tables (default none).
+    wire : {"bytes", "levels"}
+        What the binarizer compares: pixel bytes, or levels (:mod:`lgn_fpga.protocol`).
     popcount_levels : int, optional
         Full-adder levels per register stage of the popcount (default
         ``2 * stages``, as the HDL).
@@ -189,9 +193,11 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
         raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {family!r}")
     k = check_stages(stages)
     live = structural_live(net)
-    # binarizer: one comparator per live input bit
-    _, th = net.encoding.bit_sources()
-    bin_lut = int(sum(comparator_luts(t) for t in np.asarray(th)[live[:net.n_inputs]].tolist()))
+    # binarizer: one comparator per live input bit, on a byte or on a level
+    enc = net.encoding
+    _, th = enc.bit_sources() if wire == "bytes" else enc.bit_ranks()
+    width = 8 if wire == "bytes" else enc.level_bits
+    bin_lut = int(sum(comparator_luts(t, width) for t in np.asarray(th)[live[:net.n_inputs]].tolist()))
     # ECP5 with 3+ levels per stage: ABC maps for delay with wide functions (PFUMX/L6MUX21) and
     # duplicates logic instead of packing it, so no gate is credited as absorbed (measured, docs/netlist.md).
     gate_lut = _gate_luts(net, 1 if family == "ecp5" and k >= 3 else k, live)

@@ -196,11 +196,13 @@ class VirtualBoard:
         The board's frame timeout in board milliseconds.
     count_tables : (int, int, int)
         The popcount's block-RAM count tables (as a board build has them).
+    wire : {"bytes", "levels"}
+        The wire format the board reads (:mod:`lgn_fpga.protocol`).
     """
 
     def __init__(self, netlist, *, baud: int = 115200, cycles_per_bit: int = DEFAULT_CYCLES_PER_BIT,
                  backend: str = "auto", stages: int = 1, frame_timeout_ms: float | None = None,
-                 build_root=None, count_tables=(0, 12, 2)):
+                 build_root=None, count_tables=(0, 12, 2), wire: str = "bytes"):
         from .. import protocol as P
         from ..hdl.top import ClassifierTop
         if backend not in ("auto", "verilator", "amaranth"):
@@ -211,7 +213,7 @@ class VirtualBoard:
         self.clk_hz = self.baud * cycles_per_bit
         ms = P.DEFAULT_FRAME_TIMEOUT_MS if frame_timeout_ms is None else frame_timeout_ms
         self.top = ClassifierTop(netlist, clk_hz=self.clk_hz, baud=self.baud, stages=stages,
-                                 count_tables=tuple(count_tables),
+                                 count_tables=tuple(count_tables), wire=wire,
                                  frame_timeout=P.frame_timeout_cycles(self.clk_hz, self.baud, ms))
         if backend == "auto":
             backend = "verilator" if have_verilator() else "amaranth"

@@ -59,3 +59,25 @@ def test_encode_checks_input():
         e.encode(np.zeros((1, 4), np.float32))
     with pytest.raises(ValueError, match="4 bytes"):
         e.encode(np.zeros((1, 5), np.uint8))
+
+
+@pytest.mark.parametrize("th,bits", [([127], 1), ([63, 127, 191], 2), ([3, 50, 51, 100, 250], 3),
+                                     (list(range(0, 248, 8)), 5), (list(range(255)), 8)])
+def test_levels_pack_exactly_the_thermometer_bits(th, bits):
+    # the `levels` wire format: a value is the count of thresholds it exceeds, packed LSB first
+    enc = ThermometerEncoding.make((2, 3, 3), th)
+    x = np.random.default_rng(1).integers(0, 256, (40, 2, 3, 3), dtype=np.uint8)
+    x[0] = 0; x[1] = 255; x[2] = th[0]; x[3] = th[-1] + 1
+    assert enc.level_bits == bits and enc.level_bytes == -(-18 * bits // 8)
+    lv = enc.to_levels(x)
+    assert lv.shape == (40, 18) and lv.max() <= len(th)
+    src, j = enc.bit_ranks()
+    assert (enc.encode(x) == (lv[:, src] > j)).all()
+    packed = enc.pack_levels(x)
+    assert packed.shape == (40, enc.level_bytes) and packed.dtype == np.uint8
+    stream = np.unpackbits(packed, axis=1, bitorder="little")
+    fields = stream[:, :18 * bits].reshape(40, 18, bits)
+    assert (fields @ (1 << np.arange(bits)) == lv).all()
+    assert not stream[:, 18 * bits:].any()                 # padding is 0
+    with pytest.raises(TypeError, match="images must be uint8"):
+        enc.pack_levels(x.astype(np.int32))

@@ -17,15 +17,31 @@ def _reader(thresholds, n_bytes=4):
     return Netlist(enc, [lay], [np.arange(n, 2 * n)]).validate()
 
 
-@pytest.mark.parametrize("thresholds, bits, levels", [(1, 1, 1), (3, 2, 3), (7, 3, 7), ([100], 8, 1), ([100, 127], 8, 2),
-                                                      ([191], 2, 1)])
-def test_frame_buffer_bits(thresholds, bits, levels):
+@pytest.mark.parametrize("thresholds, bits, levels, level_lanes", [
+    (1, 1, 1, 1), (3, 2, 3, 2), (7, 3, 7, 3), ([100], 8, 1, 1), ([100, 127], 8, 2, 2), ([191], 2, 1, 1)])
+def test_frame_buffer_bits(thresholds, bits, levels, level_lanes):
     # A byte buffer: p > t reads the bits of p down to the lowest set bit of t+1.  Binarized on arrival:
-    # one bit per threshold.  "auto" takes the smaller (the byte buffer on a tie).
+    # one bit per threshold.  "auto" takes the smaller (the byte buffer on a tie).  The levels wire format:
+    # level > j reads the level's bits down to the lowest set bit of j+1.
     net = _reader(thresholds)
     assert frame_buffer_bits(net, "frame") == 4 * bits
     assert frame_buffer_bits(net, "arrival") == 4 * levels
     assert frame_buffer_bits(net) == 4 * min(bits, levels)
+    assert frame_buffer_bits(net, wire="levels") == 4 * level_lanes
+    with pytest.raises(ValueError, match="binarize='arrival' needs the bytes wire format"):
+        frame_buffer_bits(net, "arrival", wire="levels")
+
+
+def test_levels_wire_binarizer():
+    # uniform thresholds (63, 127, 191) read the top two bits of a byte: the same logic as 2-bit levels;
+    # other thresholds read more of the byte than of the level
+    b = load_board("ulx3s")
+    for th, fewer in ((3, False), ([10, 100, 200], True)):
+        net = random_netlist(np.random.default_rng(0), shape=(3, 8, 8), thresholds=th, widths=(600, 300),
+                             n_classes=10)
+        lv, by = estimate(net, b, wire="levels"), estimate(net, b, wire="bytes")
+        assert estimate(net, b).lut == lv.lut                     # the default, as `lgn-fpga build`
+        assert (lv.lut < by.lut and lv.ff < by.ff) if fewer else (lv.lut == by.lut and lv.ff == by.ff)
 
 
 def test_dead_bytes_cost_nothing():

@@ -62,9 +62,18 @@ def test_gate_value_rejects_unknown_op():
 
 # -- binarizer -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("registered", [False, True])
-def test_binarizer_matches_encoding(registered):
-    enc = ThermometerEncoding.make((3, 2, 3), [[0, 9, 200], [1, 2, 254], [63, 127, 191]])
+_ENCODINGS = {
+    "3": ThermometerEncoding.make((3, 2, 3), [[0, 9, 200], [1, 2, 254], [63, 127, 191]]),
+    "5": ThermometerEncoding.make((2, 3, 1), [[3, 50, 51, 100, 250], [0, 1, 2, 3, 254]]),   # 3-bit levels across bytes
+    "1": ThermometerEncoding.make((1, 3, 5), [127]),
+}
+
+
+@pytest.mark.parametrize("registered,wire,t", [(False, "bytes", "3"), (True, "bytes", "3"), (False, "levels", "3"),
+                                               (True, "levels", "5"), (False, "levels", "1")])
+def test_binarizer_matches_encoding(registered, wire, t):
+    # the same thermometer bits from pixel bytes and from packed levels (the two wire formats)
+    enc = _ENCODINGS[t]
     rng = np.random.default_rng(1)
     th = enc.threshold_array()
     # Every threshold, and the byte on each side of it, on every pixel; plus all-0, all-255 and random.
@@ -73,9 +82,10 @@ def test_binarizer_matches_encoding(registered):
     imgs += [np.full(enc.shape, v, np.uint8) for v in edge]
     imgs += list(rng.integers(0, 256, (30,) + enc.shape).astype(np.uint8))
     imgs = np.stack(imgs)
-    dut = Binarizer(enc, registered=registered)
+    dut = Binarizer(enc, registered=registered, wire=wire)
     assert dut.latency == int(registered)
-    check_stream(dut, pack_bytes(imgs), pack_bits(enc.encode(imgs)))
+    payload = imgs if wire == "bytes" else enc.pack_levels(imgs)
+    check_stream(dut, pack_bytes(payload), pack_bits(enc.encode(imgs)))
 
 
 def test_binarizer_arguments():

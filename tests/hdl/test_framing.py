@@ -47,7 +47,7 @@ def test_framer_arguments():
         Framer(0, 10)
     with pytest.raises(ValueError, match=r"timeout must be a positive number of cycles, not -1"):
         Framer(4, -1)
-    with pytest.raises(ValueError, match=r"info must be 18 bytes, not 3"):
+    with pytest.raises(ValueError, match=rf"info must be {P.INFO_LEN} bytes, not 3"):
         Replier(b"abc")
 
 

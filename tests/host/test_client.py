@@ -72,10 +72,14 @@ def test_faults_are_retried_until_every_answer_is_right(net, images, window):
     assert st.retries > 0 and (st.timeouts > 0 or sum(st.error_replies.values()) > 0)
 
 
-def test_open_port_sim_url_with_model(model_file, net, images):
-    ser = open_port("sim://?backend=verilator", BAUD, model_path=model_file)
+@pytest.mark.parametrize("wire", ["levels", "bytes"])
+def test_open_port_sim_url_with_model(model_file, net, images, wire):
+    # sim:// reads the images as `lgn-fpga build` makes boards read them (levels) unless told otherwise
+    url = "sim://?backend=verilator" + ("" if wire == P.DEFAULT_WIRE else f"&wire={wire}")
+    ser = open_port(url, BAUD, model_path=model_file)
     try:
-        st = BoardClient(ser, BAUD).classify(images[:10])
+        assert ser.board.top.info.wire == wire
+        st = BoardClient(ser, BAUD).classify(P.encode_payloads(images[:10], net.encoding, wire))
     finally:
         ser.close()
     assert st.predictions.tolist() == predict(net, images[:10]).tolist()

@@ -19,7 +19,8 @@ def test_info_request_and_reply():
     q = P.encode_info_request(3)
     assert q[:3] == bytes([0xA5, 0x3C, 3]) and len(q) == 5 and P.crc16(q[2:]) == 0
     info = P.Info(1, 10, 784, 40, 25_000_000, bytes(range(8)))
-    assert P.Info.decode(info.encode()) == info and len(info.encode()) == P.INFO_LEN
+    assert P.Info.decode(info.encode()) == info and len(info.encode()) == P.INFO_LEN == 19
+    assert info.wire == "bytes" and P.Info(2, 10, 98, 40, 1, bytes(8), 1).wire == "levels"
     reps = P.ReplyParser().feed(P.encode_reply(3, P.CODE_INFO, info.encode()))
     assert reps == [P.Reply(3, P.CODE_INFO, info.encode())] and reps[0].info() == info
 
@@ -69,3 +70,15 @@ def test_decoder_model_basics():
     f = P.encode_request(6, np.array([1, 2], np.uint8))
     out = [e for i, b in enumerate(f) for e in d.feed(b, gap=102 if i == 4 else 10)]
     assert out == [("error", 6, P.ERR_TIMEOUT)]
+
+
+def test_wire_formats():
+    from lgn_fpga.data.encoding import ThermometerEncoding
+    enc = ThermometerEncoding.make((3, 32, 32), 3)
+    assert P.payload_bytes(enc, "bytes") == 3072 and P.payload_bytes(enc, "levels") == 768
+    assert P.payload_bytes(ThermometerEncoding.make((1, 28, 28), 1), "levels") == 98
+    imgs = np.random.default_rng(0).integers(0, 256, (4, 3, 32, 32), dtype=np.uint8)
+    assert (P.encode_payloads(imgs, enc, "bytes") == imgs.reshape(4, -1)).all()
+    assert (P.encode_payloads(imgs, enc, "levels") == enc.pack_levels(imgs)).all()
+    with pytest.raises(ValueError, match="wire format must be one of bytes, levels, not 'bits'"):
+        P.payload_bytes(enc, "bits")
