@@ -93,7 +93,7 @@ def describe(component, netlist: Netlist, name: str, stages: int, inputs: str) -
     return {
         "format": "lgn-fpga-hdl/1",
         "top": name,
-        "inputs": inputs,                       # "bits" (ClassifierCore) or "bytes" (ImageClassifier)
+        "inputs": inputs,                       # "bits" (ClassifierCore), "bytes" or "levels" (ImageClassifier)
         "input_width": len(component.i.payload),
         "output_width": class_width(netlist.n_classes),
         "n_classes": netlist.n_classes,
@@ -130,9 +130,10 @@ def export_core(netlist: Netlist, out_dir, *, stages: int = 1, popcount_levels: 
         Block-RAM count tables of the popcount (as a board build uses them).
     name : str
         Verilog module name and file stem.
-    inputs : {"bits", "bytes"}
+    inputs : {"bits", "bytes", "levels"}
         ``"bits"``: the :class:`ClassifierCore` (thermometer bits in);
-        ``"bytes"``: the :class:`ImageClassifier` (binarizer included).
+        ``"bytes"``, ``"levels"``: the :class:`ImageClassifier` (binarizer included) reading pixel bytes or
+        packed levels (the two wire formats of :mod:`lgn_fpga.protocol`).
     verilog, rtlil : bool
         Which texts to write (the JSON is always written).
 
@@ -144,12 +145,13 @@ def export_core(netlist: Netlist, out_dir, *, stages: int = 1, popcount_levels: 
         If yosys is missing or fails.
     """
     from .core import ClassifierCore, ImageClassifier
-    if inputs not in ("bits", "bytes"):
-        raise ValueError(f"inputs must be 'bits' or 'bytes', not {inputs!r}")
+    if inputs not in ("bits", "bytes", "levels"):
+        raise ValueError(f"inputs must be 'bits', 'bytes' or 'levels', not {inputs!r}")
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Verilog identifier, not {name!r}")
     kw = dict(popcount_levels=popcount_levels, count_tables=count_tables)
-    comp = ClassifierCore(netlist, stages, **kw) if inputs == "bits" else ImageClassifier(netlist, stages, **kw)
+    comp = (ClassifierCore(netlist, stages, **kw) if inputs == "bits"
+            else ImageClassifier(netlist, stages, wire=inputs, **kw))
     out = Path(out_dir)
     il_text = to_rtlil(comp, name)
     info = describe(comp, netlist, name, stages, inputs)

@@ -113,13 +113,14 @@ def agreement_line(hw: np.ndarray, sw: np.ndarray, labels: np.ndarray) -> tuple[
 
 def simulate(sim: str, net, images: np.ndarray, expected: np.ndarray, build: Path, *, stages: int,
              popcount_levels: int | None, limit: int | None, stall_images: int, seed: int, verilog: Path,
-             info: dict, verilator_opt: str = "-O0", log=print, count_tables=(0, 12, 2)):
+             info: dict, verilator_opt: str = "-O0", log=print, count_tables=(0, 12, 2), wire: str = "bytes"):
     """Run one simulator; return (classes, images/s, protocol_ok, note)."""
+    from lgn_fpga import protocol as P
     from lgn_fpga.hdl.simulate import pack_bytes, run_stream
 
     n = len(images) if limit is None else min(limit, len(images))
-    imgs, exp = images[:n], expected[:n]
-    payloads = imgs.reshape(n, -1)
+    exp = expected[:n]
+    payloads = P.encode_payloads(images[:n], net.encoding, wire)     # the images as the wire carries them
     L = info["latency"]
     if sim == "verilator":
         from . import verilator as V
@@ -143,15 +144,15 @@ def simulate(sim: str, net, images: np.ndarray, expected: np.ndarray, build: Pat
             ("" if ok else f"; log {r.results_xml.with_name('cocotb.log')}") + ")"
     if sim == "amaranth":
         from lgn_fpga.hdl.core import ImageClassifier
-        kw = dict(popcount_levels=popcount_levels, count_tables=count_tables)
+        kw = dict(popcount_levels=popcount_levels, count_tables=count_tables, wire=wire)
         dut = ImageClassifier(net, stages, **kw)
         t0 = time.perf_counter()
-        r = run_stream(dut, pack_bytes(imgs))
+        r = run_stream(dut, pack_bytes(payloads))
         secs = time.perf_counter() - t0
         ok = (r.in_cycles == list(range(n)) and (r.latencies() == dut.latency).all()
               and len(r.outputs) == n)
         m = min(n, max(stall_images, 0), 50)   # the Python simulator is slow: a short stalled run
-        rs = run_stream(ImageClassifier(net, stages, **kw), pack_bytes(imgs[:m]), valid_prob=0.5, ready_prob=0.5,
+        rs = run_stream(ImageClassifier(net, stages, **kw), pack_bytes(payloads[:m]), valid_prob=0.5, ready_prob=0.5,
                         seed=seed)
         ok = ok and rs.outputs == exp[:m].tolist()
         classes = np.full(n, -1, np.int64)
@@ -180,6 +181,9 @@ def main(argv=None) -> int:
     p.add_argument("--popcount-levels", type=int, help="full-adder levels per popcount stage (default 2 x stages)")
     p.add_argument("--board", help="simulate the classifier as `lgn-fpga build --board B` makes it (its block-RAM "
                    "count tables; default: no count tables)")
+    p.add_argument("--wire", choices=["bytes", "levels"],
+                   help="what the classifier reads: pixel bytes or packed levels (default bytes; with --board, "
+                        "levels, as `lgn-fpga build` makes the board)")
     p.add_argument("--verilator-opt", default="-O0", help="C++ optimization of the Verilator build (default -O0: "
                    "fastest build; -Os for millions of images)")
     p.add_argument("--seed", type=int, default=1, help="seed of the stall pattern and of random: models")
@@ -223,11 +227,14 @@ def _main(args) -> int:
         args.stages, tables = load_board(args.board).build_options(args.stages)
     if args.stages is None:
         args.stages = 1
+    if args.wire is None:
+        from lgn_fpga.protocol import DEFAULT_WIRE
+        args.wire = DEFAULT_WIRE if args.board else "bytes"
     build = args.build_dir or Path("build") / "sim" / (
         f"{net.content_hash()[:12]}-s{args.stages}-p{args.popcount_levels or 2 * args.stages}"
-        + (f"-t{tables[0]}x{tables[1]}" if tables[0] else ""))
+        + (f"-t{tables[0]}x{tables[1]}" if tables[0] else "") + ("-levels" if args.wire == "levels" else ""))
     t0 = time.perf_counter()
-    r = export_core(net, build, stages=args.stages, popcount_levels=args.popcount_levels, inputs="bytes",
+    r = export_core(net, build, stages=args.stages, popcount_levels=args.popcount_levels, inputs=args.wire,
                     name="lgn_classifier", count_tables=tables)
     print(f"exported {r.verilog} (latency {r.info['latency']} cycles) in {time.perf_counter() - t0:.1f} s")
     sims = args.sim or available_sims()
@@ -240,7 +247,7 @@ def _main(args) -> int:
                                                 popcount_levels=args.popcount_levels, limit=limits[sim],
                                                 stall_images=args.stall_images, seed=args.seed,
                                                 verilog=r.verilog, info=r.info, verilator_opt=args.verilator_opt,
-                                                count_tables=tables)
+                                                count_tables=tables, wire=args.wire)
         n = len(classes)
         line, agree = agreement_line(classes, expected[:n], labels[:n])
         ok = agree and proto_ok

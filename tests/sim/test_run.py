@@ -1,5 +1,6 @@
 # amaranth: UnusedElaboratable=no
 """The ``python -m lgn_fpga.sim`` runner (the ``make sim`` entry point)."""
+import json
 import re
 
 import numpy as np
@@ -59,6 +60,23 @@ def test_runner_with_a_boards_count_tables_through_verilator(tmp_path, capsys):
     assert rc == 0, out
     assert re.fullmatch(r"360/360 images agree; hardware accuracy \d+\.\d\d% = software \d+\.\d\d%", out[-1])
     assert "count_table" in (tmp_path / "b" / "lgn_classifier.v").read_text()
+    # ... and reading the images as the board does: packed levels, 2 bits a pixel for 3 thresholds
+    info = json.loads((tmp_path / "b" / "lgn_classifier.json").read_text())
+    assert info["inputs"] == "levels" and info["input_width"] == 2 * 64
+
+
+def test_runner_reads_bytes_or_levels(tmp_path, capsys):
+    net = random_netlist(np.random.default_rng(5), shape=(1, 8, 8), thresholds=3, widths=(120, 100), n_classes=10,
+                         skip_prob=0.1, bias=True)
+    model = tmp_path / "m.lgn"
+    save_netlist(net, model)
+    for wire, width in (("bytes", 8 * 64), ("levels", 2 * 64)):
+        rc = main([str(model), "--limit", "12", "--sim", "amaranth", "--stall-images", "6", "--wire", wire,
+                   "--build-dir", str(tmp_path / wire)])
+        out = capsys.readouterr().out.strip().splitlines()
+        assert rc == 0 and out[-1].startswith("12/12 images agree"), out
+        info = json.loads((tmp_path / wire / "lgn_classifier.json").read_text())
+        assert info["inputs"] == wire and info["input_width"] == width
 
 
 def test_runner_refuses_a_mismatched_dataset(tmp_path, capsys):
