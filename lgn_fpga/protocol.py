@@ -127,12 +127,7 @@ def payload_bytes(encoding, wire: str) -> int:
 
 def encode_payloads(images, encoding, wire: str) -> np.ndarray:
     """uint8 images -> uint8 ``[N, payload_bytes]``: what ``encode_request`` sends for each."""
-    if _check_wire(wire) == "bytes":
-        x = np.asarray(images)
-        if x.dtype != np.uint8:
-            raise TypeError(f"images must be uint8, not {x.dtype}")
-        return x.reshape(len(x), -1)
-    return encoding.pack_levels(images)
+    return encoding.flatten(images) if _check_wire(wire) == "bytes" else encoding.pack_levels(images)
 
 
 def request_len(image_bytes: int) -> int:

@@ -136,7 +136,7 @@ class ThermometerEncoding:
 
     def to_levels(self, images: np.ndarray) -> np.ndarray:
         """uint8 images -> uint8 ``[N, C*H*W]``: how many of its channel's thresholds each byte exceeds."""
-        x = self._flat(images)
+        x = self.flatten(images)
         th = self.threshold_array()  # [C, T]
         above = x.reshape(-1, self.channels, 1, self.pixels) > th.reshape(1, self.channels, self.levels, 1)
         return above.sum(axis=2, dtype=np.uint8).reshape(len(x), -1)
@@ -151,7 +151,8 @@ class ThermometerEncoding:
         bits = np.pad(bits, ((0, 0), (0, pad)))
         return np.packbits(bits, axis=1, bitorder="little")
 
-    def _flat(self, images: np.ndarray) -> np.ndarray:
+    def flatten(self, images: np.ndarray) -> np.ndarray:
+        """uint8 images ``[N, C, H, W]`` (or ``[N, C*H*W]``) as ``[N, C*H*W]``, checked."""
         x = np.asarray(images)
         if x.dtype != np.uint8:
             raise TypeError(f"images must be uint8, not {x.dtype}")
@@ -162,7 +163,7 @@ class ThermometerEncoding:
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """uint8 images ``[N, C, H, W]`` (or ``[N, C*H*W]``) -> bool bits ``[N, n_bits]``."""
-        x = self._flat(images)
+        x = self.flatten(images)
         C, T, P = self.channels, self.levels, self.pixels
         th = self.threshold_array()  # [C, T]
         bits = x.reshape(-1, C, 1, P) > th.reshape(1, C, T, 1)
