@@ -46,7 +46,7 @@ def test_export_bytes_input(net, tmp_path):
 
 
 def test_export_arguments(net, tmp_path):
-    with pytest.raises(ValueError, match="inputs must be 'bits' or 'bytes', not 'pixels'"):
+    with pytest.raises(ValueError, match="inputs must be 'bits', 'bytes' or 'levels', not 'pixels'"):
         export_core(net, tmp_path, inputs="pixels")
     with pytest.raises(ValueError, match="name must be a Verilog identifier, not '1x'"):
         export_core(net, tmp_path, name="1x")
