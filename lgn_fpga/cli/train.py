@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import CheckpointError, ConfigError
-from ..train.config import parse_set
+from ..train.config import SCHEDULES, parse_set
 
 _OVERRIDES = [
     # (option, config key, type, help)
@@ -21,7 +21,7 @@ _OVERRIDES = [
     ("--batch-size", "batch_size", int, "Batch size (default 128)."),
     ("--lr", "lr", float, "AdamW learning rate (default 0.01); with --lr-schedule, the first step's."),
     ("--lr-final", "lr_final", float, "End value of the learning-rate schedule."),
-    ("--lr-schedule", "lr_schedule", click.Choice(["constant", "linear", "cosine"]),
+    ("--lr-schedule", "lr_schedule", click.Choice(SCHEDULES),
      "Learning-rate schedule from --lr to --lr-final over the run's steps (default constant)."),
     ("--weight-decay", "weight_decay", float, "AdamW weight decay (default 0)."),
     ("--layers", "layers", int, "Number of logic layers."),
@@ -30,7 +30,7 @@ _OVERRIDES = [
     ("--group-tau", "group_tau", float, "GroupSum temperature."),
     ("--noise", "noise", float, "Gumbel noise scale (the paper: 1.0)."),
     ("--noise-final", "noise_final", float, "End value of the noise schedule."),
-    ("--noise-schedule", "noise_schedule", click.Choice(["constant", "linear", "cosine"]), "Noise schedule."),
+    ("--noise-schedule", "noise_schedule", click.Choice(SCHEDULES), "Noise schedule."),
     ("--gumbel-tau", "gumbel_tau", float, "Temperature of the surrogate softmax gradient."),
     ("--input-grad", "input_grad", click.Choice(["hard", "soft"]),
      "Input gradients through the sampled gate (hard, the paper) or the softmax mixture (soft)."),
@@ -59,6 +59,16 @@ def _add_overrides(f):
     for opt, key, typ, hlp in reversed(_OVERRIDES):
         f = click.option(opt, key, type=typ, default=None, help=hlp)(f)
     return f
+
+
+def _flag(key: str) -> str:
+    """The option of a config key (``lr_final`` -> ``--lr-final``)."""
+    return f"--{key.replace('_', '-')}"
+
+
+def _shape(widths, joiner: str) -> str:
+    """Layer widths as ``4 x 8000``, or each one when they differ."""
+    return f"{len(widths)} x {widths[0]}" if len(set(widths)) == 1 else joiner.join(map(str, widths))
 
 
 def _default_run_dir(cfg) -> Path:
@@ -118,7 +128,7 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
                 click.echo(f"config: {CONFIG_DIR / (dataset + '.yaml')} (the default for {dataset}; "
                            f"--config to choose another)", err=True)
             else:
-                named = ", ".join(f"--{k.replace('_', '-')}" for k in arch)
+                named = ", ".join(map(_flag, arch))
                 click.echo(f"config: the plain defaults ({named} given), not {dataset}'s own; "
                            f"--config {dataset} starts from lgn_fpga/configs/{dataset}.yaml", err=True)
     ydict = load_yaml(config_path) if config_path else {}
@@ -132,8 +142,7 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
             raise ConfigError("--resume needs --run-dir/-o RUN (the run to continue)")
         extra = sorted(k for k in cli if k != "steps") + (["--config"] if config_path else [])
         if extra:
-            named = ", ".join(k if k.startswith("-") else "DATASET" if k == "dataset" else f"--{k.replace('_', '-')}"
-                              for k in extra)
+            named = ", ".join(k if k.startswith("-") else "DATASET" if k == "dataset" else _flag(k) for k in extra)
             raise ConfigError(f"--resume continues {run_dir} with its saved config; only --steps may change "
                               f"(drop {named}, or start a new run without --resume)")
         cfg = resolve_config({}, {k: v for k, v in cli.items() if k == "steps"})
@@ -176,9 +185,7 @@ def _run(cfg, rd: Path, resume: bool, quiet: bool) -> None:
         going = (f", resuming at step {t.step} of {c.steps}"
                  + (f" (lengthened from {t.steps_before} steps)" if t.steps_before else ""))
     if t.rank == 0:
-        w = c.widths_list()
-        shape = f"{len(w)} x {w[0]}" if len(set(w)) == 1 else " + ".join(map(str, w))
-        click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {shape} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
+        click.echo(f"run {rd}: {c.dataset}, {c.mode} (recipe {c.recipe}), {_shape(c.widths_list(), ' + ')} gates, {t.enc.n_bits} input bits, kernel {t.backend} on {t.device}"
                    + (f" x {t.world} processes" if t.world > 1 else "") + going, err=True)
     try:
         t.train()
@@ -242,8 +249,7 @@ def info(run):
     widths = cfg.get("widths") or [cfg["width"]] * cfg["layers"]
     click.echo(f"run          {run}")
     click.echo(f"dataset      {cfg['dataset']} ({len(st['classes'])} classes), thresholds {cfg['thresholds']}")
-    shape = f"{len(widths)} x {widths[0]}" if len(set(widths)) == 1 else " - ".join(str(w) for w in widths)
-    click.echo(f"network      {shape} = {sum(widths)} gates, {cfg['connections']} wiring"
+    click.echo(f"network      {_shape(widths, ' - ')} = {sum(widths)} gates, {cfg['connections']} wiring"
                f"{' (window ' + str(cfg.get('window')) + ')' if cfg['connections'] == 'local' else ''}, "
                f"{cfg['init']} init, group tau {cfg['group_tau']}")
     knobs = "" if cfg["mode"] == "softmax" else (f": noise {cfg['noise']} ({cfg['noise_schedule']}), gumbel tau "

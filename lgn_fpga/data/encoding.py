@@ -16,7 +16,18 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["ThermometerEncoding", "uniform_thresholds"]
+__all__ = ["ThermometerEncoding", "uniform_thresholds", "bits_read"]
+
+
+def bits_read(constant, width: int = 8):
+    """Bits of a ``width``-bit field that ``field > constant`` depends on (an int or an integer array):
+    ``field > c`` is ``field >= c+1``, which reads the field down to the lowest set bit of ``c+1``."""
+    t1 = np.asarray(constant, dtype=np.int64) + 1
+    tz = np.zeros_like(t1)
+    for k in range(width):
+        tz += (((t1 >> k) & 1) == 0) & (tz == k)        # trailing zeros of c+1 (c+1 < 2**width)
+    r = width - tz
+    return int(r) if r.ndim == 0 else r
 
 
 def uniform_thresholds(k: int) -> tuple[int, ...]:
@@ -122,6 +133,14 @@ class ThermometerEncoding:
         j = np.tile(np.arange(T).repeat(P), C)
         p = np.tile(np.arange(P), C * T)
         return (c * P + p).astype(np.int64), j.astype(np.int64)
+
+    def comparisons(self, levels: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+        """``(src, constant, width)``: bit ``j`` is ``field[src[j]] > constant[j]``, the fields being the
+        image's bytes (``width`` 8, the thresholds) or, with ``levels``, its levels (``level_bits`` wide,
+        the thresholds' ranks).  What the binarizer builds, the frame buffer keeps and the estimate counts."""
+        if levels:
+            return (*self.bit_ranks(), self.level_bits)
+        return (*self.bit_sources(), 8)
 
     # -- levels: a value as the number of thresholds it exceeds (the `levels` wire format) -----------
     @property

@@ -66,12 +66,7 @@ class Binarizer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        if self.wire == "bytes":
-            src, th = self.encoding.bit_sources()
-            w = 8
-        else:
-            src, th = self.encoding.bit_ranks()
-            w = self.encoding.level_bits
+        src, th, w = self.encoding.comparisons(self.wire == "levels")
         # One field per value (a byte, or a level), one comparison per (value, threshold); a
         # comparison against a constant is a few LUTs after synthesis (a level's often none).
         field = [self.i.payload[w * v: w * v + w] for v in range(self.encoding.image_bytes)]

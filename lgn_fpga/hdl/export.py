@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import protocol as P
 from ..errors import LgnError
 from ..fileio import atomic_write_text
 from ..tools import find_tool
@@ -145,7 +146,7 @@ def export_core(netlist: Netlist, out_dir, *, stages: int = 1, popcount_levels: 
         If yosys is missing or fails.
     """
     from .core import ClassifierCore, ImageClassifier
-    if inputs not in ("bits", "bytes", "levels"):
+    if inputs not in ("bits", *P.WIRE_FORMATS):
         raise ValueError(f"inputs must be 'bits', 'bytes' or 'levels', not {inputs!r}")
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a Verilog identifier, not {name!r}")

@@ -13,7 +13,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol as P
-from ..data.encoding import ThermometerEncoding
+from ..data.encoding import ThermometerEncoding, bits_read
 from ._stage import cat_bits, Bits
 from .uart import RxByte
 
@@ -47,14 +47,9 @@ def buffer_plan(encoding: ThermometerEncoding, live_inputs, binarize: str = "aut
     if wire not in P.WIRE_FORMATS:
         raise ValueError(f"wire must be one of {', '.join(P.WIRE_FORMATS)}, not {wire!r}")
     live = np.asarray(live_inputs, bool)
-    src, th = encoding.bit_sources() if wire == "bytes" else encoding.bit_ranks()
-    w = 8 if wire == "bytes" else encoding.level_bits
-    t1 = np.asarray(th, dtype=np.int64) + 1
-    tz = np.zeros_like(t1)
-    for k in range(w):
-        tz += (((t1 >> k) & 1) == 0) & (tz == k)        # trailing zeros of t+1 (t+1 < 2**w)
+    src, th, w = encoding.comparisons(wire == "levels")
     per_value = np.zeros(encoding.image_bytes, np.int64)
-    np.maximum.at(per_value, src, np.where(live, w - tz, 0))
+    np.maximum.at(per_value, src, np.where(live, bits_read(th, w), 0))
     if wire == "levels":
         if binarize == "arrival":
             raise ValueError("binarize='arrival' needs the bytes wire format (levels are already binarized)")

@@ -31,6 +31,7 @@ from collections import Counter
 
 import numpy as np
 
+from ..data.encoding import bits_read
 from ..gates import CONST_GATES, GATES, PASS_A, PASS_B, USES_A, USES_B
 from ..hdl.plan import (allocate_tables, check_stages, fa_levels, register_counts, register_spans,  # no Amaranth
                         score_width, start_heap)
@@ -50,8 +51,7 @@ _IS_PASS = np.array([i in (PASS_A, PASS_B) for i in range(16)])
 def comparator_luts(threshold: int, width: int = 8) -> int:
     """LUT4s of ``field > threshold`` for a ``width``-bit field (a byte, or a level): it depends on the bits
     down to the lowest set bit of ``threshold + 1``."""
-    t = int(threshold) + 1
-    r = width - ((t & -t).bit_length() - 1)
+    r = bits_read(int(threshold), width)
     return 0 if r <= 1 else -(-(r - 1) // 3)
 
 
@@ -194,9 +194,7 @@ def estimate_resources(net: Netlist, family: str = "ice40", stages: int = 1,
     k = check_stages(stages)
     live = structural_live(net)
     # binarizer: one comparator per live input bit, on a byte or on a level
-    enc = net.encoding
-    _, th = enc.bit_sources() if wire == "bytes" else enc.bit_ranks()
-    width = 8 if wire == "bytes" else enc.level_bits
+    _, th, width = net.encoding.comparisons(wire == "levels")
     bin_lut = int(sum(comparator_luts(t, width) for t in np.asarray(th)[live[:net.n_inputs]].tolist()))
     # ECP5 with 3+ levels per stage: ABC maps for delay with wide functions (PFUMX/L6MUX21) and
     # duplicates logic instead of packing it, so no gate is credited as absorbed (measured, docs/netlist.md).

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from lgn_fpga.protocol import DEFAULT_WIRE, WIRE_FORMATS
+
 ROOT = Path(__file__).resolve().parents[2]   # the checkout, when run from one (its ../shared/data)
 SIMS = ("verilator", "icarus", "amaranth")
 _SHAPE_TO_DATASET = {(1, 8, 8): "digits", (1, 28, 28): "mnist", (3, 32, 32): "cifar10"}
@@ -181,7 +183,7 @@ def main(argv=None) -> int:
     p.add_argument("--popcount-levels", type=int, help="full-adder levels per popcount stage (default 2 x stages)")
     p.add_argument("--board", help="simulate the classifier as `lgn-fpga build --board B` makes it (its block-RAM "
                    "count tables; default: no count tables)")
-    p.add_argument("--wire", choices=["bytes", "levels"],
+    p.add_argument("--wire", choices=WIRE_FORMATS,
                    help="what the classifier reads: pixel bytes or packed levels (default bytes; with --board, "
                         "levels, as `lgn-fpga build` makes the board)")
     p.add_argument("--verilator-opt", default="-O0", help="C++ optimization of the Verilator build (default -O0: "
@@ -228,7 +230,6 @@ def _main(args) -> int:
     if args.stages is None:
         args.stages = 1
     if args.wire is None:
-        from lgn_fpga.protocol import DEFAULT_WIRE
         args.wire = DEFAULT_WIRE if args.board else "bytes"
     build = args.build_dir or Path("build") / "sim" / (
         f"{net.content_hash()[:12]}-s{args.stages}-p{args.popcount_levels or 2 * args.stages}"

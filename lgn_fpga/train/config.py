@@ -91,10 +91,10 @@ RECIPES: dict[str, dict] = {
 }
 DEFAULT_RECIPE = "scaled"
 
-_SCHEDULES = ("constant", "linear", "cosine")
+SCHEDULES = ("constant", "linear", "cosine")     # of the noise and the learning rate (`scheduled`)
 _CHOICES = {
     "mode": ("gumbel-ste", "softmax"), "connections": ("random", "unique", "local"), "init": ("normal", "residual"),
-    "noise_schedule": _SCHEDULES, "lr_schedule": _SCHEDULES, "input_grad": ("hard", "soft"),
+    "noise_schedule": SCHEDULES, "lr_schedule": SCHEDULES, "input_grad": ("hard", "soft"),
     "kernel": ("auto", "reference", "cpu", "triton"), "recipe": tuple(RECIPES) + (None,),
 }
 _POSITIVE = {"layers", "width", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
