@@ -1,7 +1,7 @@
 """Request framing, the frame buffer and reply serialization (format: :mod:`lgn_fpga.protocol`).
 
 :class:`Framer` turns received bytes into whole images: it hunts for the sync
-marker, shifts the image bytes into the frame buffer, checks the CRC and
+marker, writes the image bytes into the frame buffer, checks the CRC and
 hands the image on, or emits an error code.  :class:`Replier` turns class
 results, error codes and INFO requests into reply frames for the transmitter.
 All constants and the CRC come from :mod:`lgn_fpga.protocol`, so hardware and
@@ -35,11 +35,11 @@ def buffer_plan(encoding: ThermometerEncoding, live_inputs, binarize: str = "aut
     With ``wire="levels"`` the buffer holds the packed levels (mode ``"frame"``): a lane per level bit that
     a live comparison ``level > j`` reads (the bits of the level down to the lowest set bit of ``j+1``).
 
-    A byte buffer is a shift register of 8 independent bit lanes; synthesis keeps a lane only where a live
+    A byte buffer is a word of 8 independent bit lanes per byte; synthesis keeps a lane only where a live
     comparison reads it, and ``p > t`` (= ``p >= t+1``) reads only the bits of ``p`` down to the lowest set
     bit of ``t+1``.  So uniform thresholds cost few lanes: 1 threshold (127) one bit per byte, 3 (63, 127,
-    191) two bits, 7 three.  Binarizing on arrival stores ``T`` bits per byte (the chain shifts every
-    position, so none is removed) but needs only ``C*T`` comparators.  ``"auto"`` takes the smaller buffer
+    191) two bits, 7 three.  Binarizing on arrival stores ``T`` bits per byte (counted here in full, though
+    synthesis drops the bits no live gate reads) but needs only ``C*T`` comparators.  ``"auto"`` takes the smaller buffer
     (the byte buffer on a tie: its comparators of a lane or two fold into the first gate layer's LUTs).
     """
     if binarize not in ("auto", "frame", "arrival"):
@@ -109,8 +109,9 @@ class Framer(wiring.Component):
     i : In(stream.Signature(RxByte, always_ready=True))
         Bytes from the UART receiver.
     image : Out(stream.Signature(image_layout(image_bytes)))
-        A request whose CRC matched; its ``data`` is the frame buffer itself, a
-        shift register that the next frame fills only once this one is taken.
+        A request whose CRC matched; its ``data`` is the frame buffer itself (a
+        register per byte, written as the byte arrives), which the next frame
+        fills only once this one is taken.
         With ``encoding``, ``data`` is ``bits_layout(encoding.n_bits)``: each byte is
         compared with its channel's thresholds as it arrives and only its
         thermometer bits are kept (``T`` flip-flops per byte instead of 8, and
@@ -180,10 +181,9 @@ class Framer(wiring.Component):
             m.next = "HUNT"
 
         if self.encoding is None:
-            # The buffer is the output payload itself (8 bit lanes; synthesis drops the lanes nobody reads).
-            buf, shift_in, step = self.image.payload.data, byte, 8
+            # The buffer holds the bytes (8 bit lanes; synthesis drops the lanes nobody reads).
+            stored, step = byte, 8
         else:
-            buf = Signal(self.buffer_bits, name="frame_buffer", reset_less=True)
             enc = self.encoding
             T, Pn, C = enc.levels, enc.pixels, enc.channels
             th = enc.threshold_array()
@@ -191,9 +191,29 @@ class Framer(wiring.Component):
             pix = Signal(range(max(Pn, 2)))
             chan = Signal(range(max(C, 2)))
             step = T
-            shift_in = Signal(T)
+            stored = Signal(T)
             per_chan = [Cat(*[byte > int(th[c, j]) for j in range(T)]) for c in range(C)]
-            m.d.comb += shift_in.eq(Array(per_chan)[chan] if C > 1 else per_chan[0])
+            m.d.comb += stored.eq(Array(per_chan)[chan] if C > 1 else per_chan[0])
+        # The frame buffer: one register of `step` bits per byte of the frame, byte q written when it arrives
+        # (no shift chain: each word can sit next to the gates that read it, and its only other wires are
+        # the shared byte lanes and its write enable, from a two-level one-hot decode of the byte count).
+        write = Signal()                    # a data byte is stored this cycle
+        words = [Signal(step, name=f"frame_word{q}", reset_less=True) for q in range(n)]
+        lo_bits = 5
+        cnt = Signal(max(len(count), lo_bits + 1))
+        m.d.comb += cnt.eq(count)
+        lo = Signal(min(n, 1 << lo_bits), name="frame_lo")
+        hi = Signal(-(-n // (1 << lo_bits)), name="frame_hi")
+        m.d.comb += [lo.eq(Cat(*[cnt[:lo_bits] == j for j in range(len(lo))])),
+                     hi.eq(Cat(*[cnt[lo_bits:] == j for j in range(len(hi))]))]
+        for q, w in enumerate(words):
+            with m.If(write & lo[q % (1 << lo_bits)] & hi[q >> lo_bits]):
+                m.d.sync += w.eq(stored)
+        buf = Signal(self.buffer_bits, name="frame_buffer")
+        m.d.comb += buf.eq(Cat(*words))
+        if self.encoding is None:
+            m.d.comb += self.image.payload.data.eq(buf)
+        else:
             # Byte q = c*P + p sits at buf[q*T + j]; the encoding's bit (c*T + j)*P + p is that bit.
             src, _ = enc.bit_sources()
             order = (src * T + (np.arange(enc.n_bits) // Pn) % T).tolist()
@@ -245,8 +265,8 @@ class Framer(wiring.Component):
                         # The previous image has not been taken: its buffer cannot be overwritten.
                         abort(P.ERR_BUSY)
                     with m.Else():
-                        m.d.sync += [buf.eq(Cat(buf[step:], shift_in) if self.buffer_bits > step else shift_in),
-                                     crc.eq(crc_in), count.eq(count + 1)]
+                        m.d.comb += write.eq(1)
+                        m.d.sync += [crc.eq(crc_in), count.eq(count + 1)]
                         if self.encoding is not None:
                             with m.If(pix == Pn - 1):
                                 m.d.sync += [pix.eq(0), chan.eq(chan + 1)]
