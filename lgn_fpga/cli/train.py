@@ -214,20 +214,30 @@ def _size_for_board(board_name, ydict, cli, set_keys, config_path, cfg):
     """``cfg`` with the gates per layer that ``board_name`` holds (:func:`lgn_fpga.fpga.fit.size_width`)."""
     from ..data.datasets import class_names
     from ..fpga.boards import load_board
-    from ..fpga.fit import ROUTABLE_FILL, size_width, trained_gates_for
+    from ..fpga.fit import ROUTABLE_FILL, size_width, size_widths, trained_gates_for
     from ..train.config import resolve_config
     given = sorted({"width", "widths"} & (set(cli) | set(set_keys)))
     if given:
         raise ConfigError(f"--board sizes the network's width: drop --{given[0]} (or --board)")
     board = load_board(board_name)
-    layers = len(cfg.widths_list())
+    shape = cfg.widths_list()
+    layers = len(shape)
     n_classes = len(class_names(cfg.dataset))          # known without reading the data (training reads it)
-    width = size_width(board, layers, n_classes)
-    sized = resolve_config({k: v for k, v in ydict.items() if k != "widths"}, {**cli, "width": width, "layers": layers},
-                           source=str(config_path or "config"))
-    click.echo(f"sized for {board.name}: {layers} x {width:,} gates ({layers * width:,} trained; "
-               f"{trained_gates_for(board):,} fill the {100 * ROUTABLE_FILL[board.family]:.0f} % of its "
-               f"{board.budget['lut']:,} LUTs that routes, lgn_fpga/fpga/fit.py)", err=True)
+    fill = (f"{trained_gates_for(board):,} fill the {100 * ROUTABLE_FILL[board.family]:.0f} % of its "
+            f"{board.budget['lut']:,} LUTs that routes, lgn_fpga/fpga/fit.py")
+    if len(set(shape)) == 1:
+        width = size_width(board, layers, n_classes)
+        sized = resolve_config({k: v for k, v in ydict.items() if k != "widths"},
+                               {**cli, "width": width, "layers": layers}, source=str(config_path or "config"))
+        click.echo(f"sized for {board.name}: {layers} x {width:,} gates ({layers * width:,} trained; {fill})", err=True)
+        return sized
+    # The config's own shape, scaled; the GroupSum temperature follows the last layer, so that each class's
+    # score keeps its range (bits per class / tau; docs/method.md, "Accuracy per gate").
+    widths = size_widths(board, shape, n_classes)
+    tau = cfg.group_tau if "group_tau" in cli or "group_tau" in set_keys else cfg.group_tau * widths[-1] / shape[-1]
+    sized = resolve_config(ydict, {**cli, "widths": widths, "group_tau": tau}, source=str(config_path or "config"))
+    click.echo(f"sized for {board.name}: {' + '.join(f'{w:,}' for w in widths)} gates ({sum(widths):,} trained, "
+               f"the config's shape; group tau {tau:g}; {fill})", err=True)
     return sized
 
 

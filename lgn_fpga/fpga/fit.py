@@ -25,7 +25,7 @@ from .boards import Board
 from .flow import BuildError
 
 __all__ = ["FitEstimate", "FitError", "check_fit", "estimate", "io_estimate", "frame_buffer_bits", "size_width",
-           "trained_gates_for", "TRAINED_GATE_COST", "ROUTABLE_FILL"]
+           "trained_gates_for", "TRAINED_GATE_COST", "ROUTABLE_FILL", "size_widths"]
 
 
 class FitError(BuildError):
@@ -143,9 +143,24 @@ def size_width(board: Board, layers: int, n_classes: int) -> int:
 
     Raises :class:`FitError` when not even ``n_classes`` gates per layer fit.
     """
+    return size_widths(board, [1] * max(layers, 1), n_classes)[0]
+
+
+def size_widths(board: Board, shape, n_classes: int) -> list[int]:
+    """Per-layer widths in the proportions of ``shape``, scaled to the trained gates ``board`` holds.
+
+    Each width is rounded down to a multiple of ``n_classes``.  (The cost per trained gate is the
+    uniform nets' measurement, :data:`TRAINED_GATE_COST`; a narrow last layer leaves more of the hidden
+    gates dead after ``export``, so such shapes come out smaller than the board could hold: 0.44 LUT4
+    per trained gate for lgn_fpga/configs/cifar10.yaml's 16,000 x 3 + 4,000.)
+
+    Raises :class:`FitError` when a layer would get fewer than ``n_classes`` gates.
+    """
+    shape = [float(w) for w in shape]
     total = trained_gates_for(board)
-    width = total // max(layers, 1) // n_classes * n_classes
-    if width < n_classes:
-        raise FitError(f"{board.name} holds about {total:,} trained gates: too few for {layers} layers of "
+    scale = total / sum(shape)
+    widths = [int(w * scale) // n_classes * n_classes for w in shape]
+    if min(widths) < n_classes:
+        raise FitError(f"{board.name} holds about {total:,} trained gates: too few for {len(shape)} layers of "
                        f"{n_classes} classes; use fewer --layers or a larger board")
-    return width
+    return widths

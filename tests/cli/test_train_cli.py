@@ -286,6 +286,30 @@ def test_board_sizes_the_width(capsys, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
+def test_board_keeps_the_configs_shape(capsys, tmp_path):
+    """A config with per-layer widths is scaled as a whole, and its GroupSum temperature with the last layer."""
+    import yaml
+
+    from lgn_fpga.fpga.boards import load_board
+    from lgn_fpga.fpga.fit import size_widths, trained_gates_for
+    b = load_board("icebreaker")
+    code, _, err = run(capsys, "train", "digits", "--config", "digits-tiny", "--board", "icebreaker", "--kernel",
+                       "reference", "--steps", "2", "--eval-every", "2", "--quiet", "-o", str(tmp_path / "r"))
+    assert code == 0, err
+    cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    widths = size_widths(b, [800, 800, 500], 10)
+    assert cfg["widths"] == widths and all(w % 10 == 0 for w in widths)
+    assert widths[0] == widths[1] and abs(widths[2] / widths[0] - 500 / 800) < 0.05
+    assert sum(widths) <= trained_gates_for(b) < sum(widths) + 30
+    assert abs(cfg["group_tau"] - 10.0 * widths[2] / 500) < 1e-9
+    assert f"sized for icebreaker: {widths[0]:,} + {widths[1]:,} + {widths[2]:,} gates" in err
+    code, _, err = run(capsys, "train", "digits", "--config", "digits-tiny", "--board", "icebreaker", "--group-tau",
+                       "7", "--kernel", "reference", "--steps", "2", "--eval-every", "2", "--quiet", "-o",
+                       str(tmp_path / "t"))
+    assert code == 0, err
+    assert yaml.safe_load((tmp_path / "t" / "config.yaml").read_text())["group_tau"] == 7.0
+
+
 def test_recipe_choices_are_the_recipes():
     from lgn_fpga.cli.train import _OVERRIDES
     from lgn_fpga.train.config import RECIPES
