@@ -154,7 +154,7 @@ def train(dataset, config_path, set_pairs, data_dir, run_dir, resume, quiet, boa
             raise ConfigError(f"--window applies to local wiring only, and this run's is {cfg.connections} "
                               f"(add --connections local)")
         if board:
-            cfg = _size_for_board(board, ydict, cli, set_keys, config_path, cfg)
+            cfg = _size_for_board(board, ydict, cli, config_path, cfg)
     rd = Path(run_dir) if run_dir else _default_run_dir(cfg)
     if nproc < 1:
         raise ConfigError(f"--nproc must be at least 1, not {nproc}")
@@ -210,13 +210,14 @@ def _run(cfg, rd: Path, resume: bool, quiet: bool) -> None:
     click.echo(f"run directory: {rd}")
 
 
-def _size_for_board(board_name, ydict, cli, set_keys, config_path, cfg):
-    """``cfg`` with the gates per layer that ``board_name`` holds (:func:`lgn_fpga.fpga.fit.size_width`)."""
+def _size_for_board(board_name, ydict, cli, config_path, cfg):
+    """``cfg`` with the gates per layer that ``board_name`` holds (:mod:`lgn_fpga.fpga.fit`); ``cli`` holds the
+    command line's keys, ``--set`` ones included."""
     from ..data.datasets import class_names
     from ..fpga.boards import load_board
     from ..fpga.fit import ROUTABLE_FILL, size_width, size_widths, trained_gates_for
     from ..train.config import resolve_config
-    given = sorted({"width", "widths"} & (set(cli) | set(set_keys)))
+    given = sorted({"width", "widths"} & set(cli))
     if given:
         raise ConfigError(f"--board sizes the network's width: drop --{given[0]} (or --board)")
     board = load_board(board_name)
@@ -234,7 +235,7 @@ def _size_for_board(board_name, ydict, cli, set_keys, config_path, cfg):
     # The config's own shape, scaled; the GroupSum temperature follows the last layer, so that each class's
     # score keeps its range (bits per class / tau; docs/method.md, "Accuracy per gate").
     widths = size_widths(board, shape, n_classes)
-    tau = cfg.group_tau if "group_tau" in cli or "group_tau" in set_keys else cfg.group_tau * widths[-1] / shape[-1]
+    tau = cfg.group_tau if "group_tau" in cli else cfg.group_tau * widths[-1] / shape[-1]
     sized = resolve_config(ydict, {**cli, "widths": widths, "group_tau": tau}, source=str(config_path or "config"))
     click.echo(f"sized for {board.name}: {' + '.join(f'{w:,}' for w in widths)} gates ({sum(widths):,} trained, "
                f"the config's shape; group tau {tau:g}; {fill})", err=True)
