@@ -38,6 +38,8 @@ _OVERRIDES = [
      "Wiring scheme: random (difflogic), unique (no repeated pairs) or local (each gate reads a patch of the "
      "previous layer: routes on an FPGA at scale, docs/wiring.md)."),
     ("--window", "window", int, "Patch size (odd, in pixels) of local wiring (default 5)."),
+    ("--candidates", "candidates", int, "Learned connections: each gate input chooses among this many signals "
+     "drawn by the wiring scheme (default 1: fixed wiring; docs/wiring.md)."),
     ("--init", "init", click.Choice(["normal", "residual"]), "Logit initialization."),
     ("--seed", "seed", int, "Seed of wiring, initialization, data order and noise."),
     ("--eval-every", "eval_every", int, "Steps between validation evaluations and checkpoints."),
@@ -52,7 +54,7 @@ _OVERRIDES = [
 
 
 # Options that describe the network: given any of them, `train DATASET` does not pick configs/DATASET.yaml.
-_ARCH_KEYS = {"layers", "width", "widths", "connections", "window", "thresholds"}
+_ARCH_KEYS = {"layers", "width", "widths", "connections", "window", "thresholds"}   # --candidates keeps the config
 
 
 def _add_overrides(f):
@@ -261,7 +263,8 @@ def info(run):
     click.echo(f"run          {run}")
     click.echo(f"dataset      {cfg['dataset']} ({len(st['classes'])} classes), thresholds {cfg['thresholds']}")
     click.echo(f"network      {_shape(widths, ' - ')} = {sum(widths)} gates, {cfg['connections']} wiring"
-               f"{' (window ' + str(cfg.get('window')) + ')' if cfg['connections'] == 'local' else ''}, "
+               f"{' (window ' + str(cfg.get('window')) + ')' if cfg['connections'] == 'local' else ''}"
+               f"{', learned among ' + str(cfg.get('candidates')) + ' candidates' if cfg.get('candidates', 1) > 1 else ''}, "
                f"{cfg['init']} init, group tau {cfg['group_tau']}")
     knobs = "" if cfg["mode"] == "softmax" else (f": noise {cfg['noise']} ({cfg['noise_schedule']}), gumbel tau "
                                                   f"{cfg['gumbel_tau']}, input grad {cfg['input_grad']}")

@@ -30,13 +30,15 @@ import torch
 from ..ccompile import build_library, cache_root, cc_command, extra_cflags
 from ..errors import LgnError
 from .autograd import logic_function
-from .reverse_index import reverse_index
+from .reverse_index import check_indices
+from .reverse_index import reverse_index as _cached_reverse_index
 
 __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "forward", "backward",
-           "LogicFunction", "build", "truth_tables", "hard_stack", "gumbel_ste_coefficients"]
+           "LogicFunction", "build", "truth_tables", "hard_stack", "gumbel_ste_coefficients",
+           "conn_pick", "conn_grad", "reverse_index_c"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 _i64 = ctypes.c_int64
 _int = ctypes.c_int
@@ -51,6 +53,9 @@ _SIGNATURES = {
     "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _int], None),
     "lgn_gumbel_coeffs_backward": ([_p, _p, _f32, _p, _i64, _p, _int], None),
     "lgn_truth_tables": ([_p, _i64, _p], _i64),
+    "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p], None),
+    "lgn_conn_grad": ([_p, _i64, _p, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
+    "lgn_reverse_index": ([_p, _p, _i64, _i64, _p, _p], None),
     "lgn_unpack": ([_p, _i64, _i64, _p, _int], None),
     "lgn_forward_bits": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
     "lgn_backward_c_bits": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
@@ -171,6 +176,11 @@ def _lib():
     if lib is None:
         raise LgnError(f"the C kernel is unavailable: {_state['reason']}; use --kernel reference")
     return lib
+
+
+def reverse_index(a, b, F):
+    """The cached reverse index of ``a``, ``b`` (:mod:`.reverse_index`), built in C; validates the indices."""
+    return _cached_reverse_index(a, b, F, builder=reverse_index_c)
 
 
 def _check(x, a, b, c):
@@ -397,3 +407,63 @@ def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M):
             return None
     M = M.detach().to(torch.float32).contiguous()
     return GumbelSTE.apply(z, noise, float(scale), float(tau), M)
+
+
+def _check_candidates(cand, F):
+    if cand.numel() and (int(cand.min()) < 0 or int(cand.max()) >= F):
+        raise ValueError(f"candidate indices must lie in [0, {F})")
+
+
+def conn_pick(w, noise, scale: float, cand):
+    """``(ws, a, b)``: the logits plus ``scale * noise`` and the signals each gate's inputs pick (the first
+    argmax, as torch's), for float32 CPU ``w`` ``[2, N, K]`` and int64 ``cand`` ``[2, N, K]``."""
+    lib = _lib()
+    w = w.detach().contiguous().float()
+    noise = None if noise is None else noise.detach().contiguous().float()
+    cand = cand.contiguous()
+    S, N, K = w.shape
+    ws = torch.empty_like(w)
+    sel = torch.empty((S, N), dtype=torch.int64)
+    if w.numel():
+        lib.lgn_conn_pick(w.data_ptr(), None if noise is None else noise.data_ptr(), float(scale), cand.data_ptr(),
+                          S * N, K, ws.data_ptr(), sel.data_ptr())
+    return ws, sel[0], sel[1]
+
+
+def conn_grad(g, x, a, b, c, cand, ws, tau: float):
+    """``dw [2, N, K]``, the connection logits' gradient (see :class:`lgn_fpga.train.model.ConnectionSTE`) for a
+    0/1 float32 CPU input ``x`` ``[F, B]``; None when ``x`` is not binary (the caller's torch path then runs)."""
+    lib = _lib()
+    F, B = x.shape
+    _, N, K = cand.shape
+    if K > 64:
+        return None
+    _check_candidates(cand, F)
+    reverse_index(a, b, F)  # validates a and b (cached)
+    x = x.detach().contiguous()
+    W = (B + 63) // 64
+    bits = torch.empty((F, W), dtype=torch.int64)
+    if F and B and lib.lgn_pack(x.data_ptr(), F, B, bits.data_ptr(), num_threads()):
+        return None
+    g, c, cand, ws = g.contiguous().float(), c.contiguous().float(), cand.contiguous(), ws.contiguous().float()
+    dw = torch.zeros((2, N, K), dtype=torch.float32)
+    if N and B and lib.lgn_conn_grad(bits.data_ptr(), B, g.data_ptr(), a.contiguous().data_ptr(),
+                                     b.contiguous().data_ptr(), c.data_ptr(), cand.data_ptr(), ws.data_ptr(),
+                                     float(tau), N, K, dw.data_ptr(), num_threads()):
+        raise MemoryError("lgn_conn_grad: out of memory for the per-thread buffers")
+    return dw
+
+
+def reverse_index_c(a, b, F):
+    """``(offsets, entries)`` of :func:`lgn_fpga.kernels.reverse_index.build` by a counting sort in C (a
+    learned wiring changes every step, and torch's stable sort cost 4 ms per 16,000-gate layer)."""
+    check_indices(a, b, F)
+    lib = _lib()
+    N = a.shape[0]
+    offsets = torch.empty(F + 1, dtype=torch.int64)
+    entries = torch.empty(2 * N, dtype=torch.int64)
+    lib.lgn_reverse_index(a.contiguous().data_ptr(), b.contiguous().data_ptr(), N, F, offsets.data_ptr(),
+                          entries.data_ptr())
+    if F >= 0 and int(offsets[F]) < 0:
+        raise MemoryError("lgn_reverse_index: out of memory")
+    return offsets, entries

@@ -27,7 +27,9 @@
  * No gate is written out here: the gate enters only through c (derived from
  * lgn_fpga.gates.COEFFS on the Python side).
  */
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -45,7 +47,7 @@
 #endif
 
 /* Bumped whenever a signature below changes; checked by cpu.py after loading. */
-#define LGN_ABI_VERSION 3
+#define LGN_ABI_VERSION 4
 
 EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
 
@@ -585,4 +587,131 @@ EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RES
 #pragma omp simd
         for (int j = 0; j < 16; j++) dz[16 * n + j] = p[16 * n + j] * (gp[j] - dot) / tau;
     }
+}
+
+/*
+ * Learned connections (lgn_fpga.train.model.ConnectionSTE).  R = 2N rows (input A of every gate, then input B),
+ * K candidates each: w, ws [R, K] float, cand [R, K] int64 (validated by the caller).
+ *
+ * lgn_conn_pick: ws = w + scale*noise (noise may be NULL: ws = w), j = the first argmax of ws,
+ * sel[r] = cand[r, j] (the signal read this step).
+ */
+EXPORT void lgn_conn_pick(const float *RESTRICT w, const float *RESTRICT noise, float scale, const int64_t *RESTRICT cand,
+                          int64_t R, int64_t K, float *RESTRICT ws, int64_t *RESTRICT sel) {
+    for (int64_t r = 0; r < R; r++) {
+        int64_t best = 0;
+        float bv = 0.f;
+        for (int64_t k = 0; k < K; k++) {
+            const float v = noise ? w[r * K + k] + scale * noise[r * K + k] : w[r * K + k];
+            ws[r * K + k] = v;
+            if (k == 0 || v > bv || (v != v && bv == bv)) { bv = v; best = k; }   /* NaN wins, as in torch */
+        }
+        sel[r] = cand[r * K + best];
+    }
+}
+
+/*
+ * lgn_conn_grad: the gradient of the connection logits.  With the layer's output gradient g [N, B], its input
+ * bits xbits [F, W] (W = ceil(B/64) words per row, lgn_pack's layout), the picked inputs a, b [N] and the
+ * coefficients c [N, 4] the input gradient flows through:
+ *   dA = g * (c1 + c3*Bv), dB = g * (c2 + c3*A),
+ *   h[r, k] = sum_s d_r[s] * x[cand[r, k], s]          (d_r = dA of gate r for r < N, dB of gate r - N after)
+ *   dw[r, k] = p_k * (h_k - sum_j p_j h_j) / tau,      p = softmax(ws[r] / tau).
+ * One gate per iteration, its dA and dB in a per-thread buffer of 2B floats; K <= 64.
+ */
+EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g,
+                         const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
+                         const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N, int64_t K,
+                         float *RESTRICT dw, int nthreads) {
+    const int64_t W = (B + 63) / 64;
+    int failed = K > 64;
+    if (failed) return failed;
+#pragma omp parallel num_threads(clamp_threads(nthreads)) reduction(| : failed)
+    {
+        float *buf = (float *)malloc(sizeof(float) * (size_t)(2 * W * 64));
+        if (!buf) failed = 1;
+#pragma omp for schedule(dynamic, 64)
+        for (int64_t n = 0; n < N; n++) {
+            if (!buf) continue;
+            float *RESTRICT dA = buf, *RESTRICT dB = buf + W * 64;
+            const uint64_t *RESTRICT xa = xbits + a[n] * W, *RESTRICT xb = xbits + b[n] * W;
+            const float *RESTRICT gn = g + n * B;
+            const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
+            for (int64_t wd = 0; wd < W; wd++) {
+                const uint64_t wa = xa[wd], wb = xb[wd];
+                const int64_t s0 = 64 * wd, m = B - s0 < 64 ? B - s0 : 64;
+                float *RESTRICT da = dA + s0, *RESTRICT db = dB + s0;
+                const float *RESTRICT gs = gn + s0;
+#if defined(__AVX512F__)
+                if (m == 64) {
+                    const __m512 v1 = _mm512_set1_ps(c1), v13 = _mm512_set1_ps(c1 + c3);
+                    const __m512 v2 = _mm512_set1_ps(c2), v23 = _mm512_set1_ps(c2 + c3);
+                    for (int q = 0; q < 4; q++) {
+                        const __m512 gv = _mm512_loadu_ps(gs + 16 * q);
+                        const __mmask16 ma = (__mmask16)(wa >> (16 * q)), mb = (__mmask16)(wb >> (16 * q));
+                        _mm512_storeu_ps(da + 16 * q, _mm512_mul_ps(gv, _mm512_mask_blend_ps(mb, v1, v13)));
+                        _mm512_storeu_ps(db + 16 * q, _mm512_mul_ps(gv, _mm512_mask_blend_ps(ma, v2, v23)));
+                    }
+                    continue;
+                }
+#endif
+                for (int64_t j = 0; j < m; j++) {
+                    const float av = (float)((wa >> j) & 1u), bv = (float)((wb >> j) & 1u);
+                    da[j] = gs[j] * (c1 + c3 * bv);
+                    db[j] = gs[j] * (c2 + c3 * av);
+                }
+                for (int64_t j = m; j < 64; j++) da[j] = db[j] = 0.f;
+            }
+            for (int side = 0; side < 2; side++) {
+                const float *RESTRICT d = side ? dB : dA;
+                const int64_t r = (int64_t)side * N + n;
+                float h[64], p[64], mx = 0.f, z = 0.f, ph = 0.f;
+                for (int64_t k = 0; k < K; k++) {
+                    const uint64_t *RESTRICT xr = xbits + cand[r * K + k] * W;
+                    float acc = 0.f;
+#if defined(__AVX512F__)
+                    __m512 va = _mm512_setzero_ps();
+                    for (int64_t wd = 0; wd < W; wd++) {
+                        const uint64_t word = xr[wd];
+                        for (int q = 0; q < 4; q++)
+                            va = _mm512_add_ps(va, _mm512_maskz_loadu_ps((__mmask16)(word >> (16 * q)), d + 64 * wd + 16 * q));
+                    }
+                    acc = _mm512_reduce_add_ps(va);
+#else
+                    for (int64_t wd = 0; wd < W; wd++) {
+                        const uint64_t word = xr[wd];
+                        const float *RESTRICT dw64 = d + 64 * wd;
+                        for (int j = 0; j < 64; j++) acc += ((word >> j) & 1u) ? dw64[j] : 0.f;
+                    }
+#endif
+                    h[k] = acc;
+                    const float v = ws[r * K + k] / tau;
+                    if (k == 0 || v > mx) mx = v;
+                }
+                for (int64_t k = 0; k < K; k++) { p[k] = expf(ws[r * K + k] / tau - mx); z += p[k]; }
+                for (int64_t k = 0; k < K; k++) { p[k] /= z; ph += p[k] * h[k]; }
+                for (int64_t k = 0; k < K; k++) dw[r * K + k] = p[k] * (h[k] - ph) / tau;
+            }
+        }
+        free(buf);
+    }
+    return failed;
+}
+
+/*
+ * lgn_reverse_index: the CSR reverse index of a layer's wiring (kernels/reverse_index.py): a counting sort of
+ * the keys a[0..N), b[0..N), stable, so each input's consumers are its a-slots then its b-slots, in neuron
+ * order.  offsets [F+1], entries [2N] = 2n + slot.  Indices validated by the caller.
+ */
+EXPORT void lgn_reverse_index(const int64_t *RESTRICT a, const int64_t *RESTRICT b, int64_t N, int64_t F,
+                              int64_t *RESTRICT offsets, int64_t *RESTRICT entries) {
+    memset(offsets, 0, sizeof(int64_t) * (size_t)(F + 1));
+    for (int64_t n = 0; n < N; n++) { offsets[a[n] + 1]++; offsets[b[n] + 1]++; }
+    for (int64_t i = 0; i < F; i++) offsets[i + 1] += offsets[i];
+    int64_t *fill = (int64_t *)malloc(sizeof(int64_t) * (size_t)(F > 0 ? F : 1));
+    if (fill) memcpy(fill, offsets, sizeof(int64_t) * (size_t)F);
+    for (int64_t n = 0; fill && n < N; n++) entries[fill[a[n]]++] = 2 * n;
+    for (int64_t n = 0; fill && n < N; n++) entries[fill[b[n]]++] = 2 * n + 1;
+    if (!fill) offsets[F] = -1;   /* out of memory: the caller checks */
+    free(fill);
 }

@@ -19,7 +19,7 @@ import torch
 
 from .autograd import logic_function
 
-__all__ = ["forward", "backward", "LogicFunction", "gumbel_ste_coefficients"]
+__all__ = ["forward", "backward", "LogicFunction", "gumbel_ste_coefficients", "connection_pick", "connection_grad"]
 
 
 def forward(x, a, b, c):
@@ -63,3 +63,26 @@ def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M):
     # c_soft - c_soft.detach() is exactly zero: the forward uses c_hard bit-exactly,
     # the gradient w.r.t. c reaches the logits through the softmax (straight-through).
     return c_hard + (c_soft - c_soft.detach()), c_soft.detach()
+
+
+def connection_pick(w, noise, scale: float, cand):
+    """Learned connections: ``(ws, a, b)`` with ``ws = w + scale * noise`` (``w``, ``noise``, ``cand``
+    ``[2, N, K]``; no noise when None) and the signals each gate's two inputs read, ``cand`` at the argmax of ``ws``."""
+    ws = w.detach() + scale * noise if noise is not None else w.detach()
+    ab = cand.gather(2, ws.argmax(-1, keepdim=True)).squeeze(-1)
+    return ws, ab[0], ab[1]
+
+
+def connection_grad(g, x, a, b, c, cand, ws, tau: float):
+    """``dw [2, N, K]``, the gradient of the connection logits (see :class:`lgn_fpga.train.model.ConnectionSTE`):
+    ``d = (g (c1 + c3 x[b]), g (c2 + c3 x[a]))``, ``h[s, n, k] = sum_t d[s, n, t] x[cand[s, n, k], t]``,
+    ``dw = p (h - <p, h>) / tau`` with ``p = softmax(ws / tau)``."""
+    A, B = x.index_select(0, a), x.index_select(0, b)
+    d = torch.stack([g * (c[:, 1:2] + c[:, 3:4] * B), g * (c[:, 2:3] + c[:, 3:4] * A)])
+    S, N, K = cand.shape
+    h = torch.empty(S, N, K, dtype=d.dtype, device=d.device)
+    for s in range(S):
+        for k in range(K):
+            h[s, :, k] = (d[s] * x.index_select(0, cand[s, :, k])).sum(1)
+    p = torch.softmax(ws / tau, dim=-1)
+    return p * (h - (p * h).sum(-1, keepdim=True)) / tau

@@ -39,6 +39,7 @@ class TrainConfig:
     widths: list | None = None         # explicit per-layer widths; overrides layers x width
     connections: str = "random"        # "random" (difflogic), "unique" (no repeated pairs) or "local" (patches, docs/wiring.md)
     window: int | list = 5             # local wiring: odd patch size in pixels (or one per layer)
+    candidates: int = 1                # learned connections: signals each gate input chooses among (1: fixed wiring)
     init: str = "normal"               # "normal": logits ~ N(0,1); "residual": pass-through-A logit set high
     residual_logit: float = 5.0        # the pass-through-A logit under init=residual (conv-LGN paper: 5)
     group_tau: float = 10.0            # GroupSum temperature: scores = popcount / tau
@@ -97,7 +98,7 @@ _CHOICES = {
     "noise_schedule": SCHEDULES, "lr_schedule": SCHEDULES, "input_grad": ("hard", "soft"),
     "kernel": ("auto", "reference", "cpu", "triton"), "recipe": tuple(RECIPES) + (None,),
 }
-_POSITIVE = {"layers", "width", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
+_POSITIVE = {"layers", "width", "candidates", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
              "lr", "threads", "val_size", "target_acc"}
 _NON_NEGATIVE = {"noise", "noise_final", "lr_final", "weight_decay", "residual_logit"}
 _AT_MOST = {"threads": 1024,  # torch segfaults creating 100,000 OpenMP threads

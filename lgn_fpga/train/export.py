@@ -10,8 +10,9 @@ __all__ = ["from_model", "from_run"]
 def from_model(model, encoding: ThermometerEncoding, class_names=None, meta=None) -> Netlist:
     """Netlist of a :class:`~lgn_fpga.train.model.LogicNet` (raw: nothing optimized)."""
     ops = [l.gate_ids() for l in model.layers]
-    a = [l.a.detach().cpu().numpy() for l in model.layers]
-    b = [l.b.detach().cpu().numpy() for l in model.layers]
+    wiring = [l.deployed_wiring() for l in model.layers]
+    a = [w[0].detach().cpu().numpy() for w in wiring]
+    b = [w[1].detach().cpu().numpy() for w in wiring]
     net = Netlist.from_layered(encoding, ops, a, b, model.group.k, class_names=class_names, meta=meta)
     if getattr(model, "last_sites", None) is not None:
         # Local wiring: list each class's outputs along a Z-order curve of their sites, so the popcount adds

@@ -25,7 +25,7 @@ from torch import nn
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError
 from ..gates import NUM_GATES, PASS_A, torch_coeffs
-from ..kernels import gumbel_ste_coefficients, logic_layer, logic_stack
+from ..kernels import connection_grad, connection_pick, gumbel_ste_coefficients, logic_layer, logic_stack
 from .config import TrainConfig
 from .wiring import SCHEMES, check_window, input_sites, layer_sites, local_connections
 
@@ -115,16 +115,21 @@ class LogicLayer(nn.Module):
         pass-through-A logit, set to ``residual_logit`` (convolutional LGN paper).
     generator : torch.Generator
         Source of the wiring and the initial logits (reproducible from a seed).
+    candidates : int
+        Learned wiring (docs/wiring.md, "Learned connections"): each of a gate's two inputs picks one of
+        ``candidates`` signals drawn by the scheme, by its own logits (sampled like the gate: argmax of logits
+        plus Gumbel noise forward, the softmax's gradient backward).  1: the fixed wiring of difflogic.  The
+        first candidate of each input is the fixed wiring's draw (the other candidates are drawn after the logits):
+        from one generator state, candidate 0 and the logits are those of fixed wiring.
     """
 
     def __init__(self, in_dim: int, out_dim: int, connections: str = "random", init: str = "normal",
-                 residual_logit: float = 5.0, generator: torch.Generator | None = None, local=None):
+                 residual_logit: float = 5.0, generator: torch.Generator | None = None, local=None,
+                 candidates: int = 1):
         super().__init__()
         gen = generator or torch.Generator().manual_seed(0)
         self.in_dim, self.out_dim = int(in_dim), int(out_dim)
         a, b = make_connections(self.in_dim, self.out_dim, connections, gen, local)
-        self.register_buffer("a", a.to(torch.int64))
-        self.register_buffer("b", b.to(torch.int64))
         logits = torch.randn(self.out_dim, NUM_GATES, generator=gen)
         if init == "residual":
             logits[:, PASS_A] = residual_logit
@@ -132,6 +137,51 @@ class LogicLayer(nn.Module):
             raise ValueError(f"init must be 'normal' or 'residual', not {init!r}")
         self.logits = nn.Parameter(logits)
         self.register_buffer("M", torch_coeffs(), persistent=False)
+        self.candidates = int(candidates)
+        if self.candidates < 1:
+            raise ValueError(f"candidates must be at least 1, not {candidates!r}")
+        if self.candidates > 1:
+            # Drawn after the logits, so candidate 0 and the logits are those of fixed wiring from the same seed.
+            more = [make_connections(self.in_dim, self.out_dim, connections, gen, local)
+                    for _ in range(self.candidates - 1)]
+            cand = torch.stack([torch.stack([a] + [m[0] for m in more], 1), torch.stack([b] + [m[1] for m in more], 1)])
+            self.register_buffer("cand", cand.to(torch.int64).contiguous())        # [2, N, K]
+            self.conn_logits = nn.Parameter(torch.randn(2, self.out_dim, self.candidates, generator=gen))
+            a, b = self._pick(self.conn_logits.detach().argmax(-1))
+        # The deployed wiring (with candidates: the argmax pick, refreshed by deployed_wiring()).
+        self.register_buffer("a", a.to(torch.int64))
+        self.register_buffer("b", b.to(torch.int64))
+
+    def _pick(self, j):
+        """Input indices ``(a, b)`` of the candidates ``j`` ``[2, N]``."""
+        ab = self.cand.gather(2, j.unsqueeze(-1)).squeeze(-1)
+        return ab[0].clone(), ab[1].clone()
+
+    def wiring(self, r: Relaxation, backend: str = "reference"):
+        """``(a, b, tap)``: the inputs each gate reads in this forward, and, with learned connections and
+        gradients on, a function that attaches the connection logits' gradient to the layer's output."""
+        if self.candidates == 1:
+            return self.a, self.b, None
+        w = self.conn_logits
+        sample = r.kind == "sample" and r.noise > 0
+        noise = gumbel_noise(w.shape, r.generator, w.device).to(w.dtype) if sample else None
+        ws, a, b = connection_pick(w, noise, r.noise if sample else 0.0, self.cand, backend)
+        if r.kind == "hard" or not (torch.is_grad_enabled() and w.requires_grad):
+            return a, b, None
+        tau = r.tau if r.kind == "sample" else 1.0
+
+        def tap(y, x, c, c_in):
+            return ConnectionSTE.apply(y, w, ws, x, self.cand, a, b, (c if c_in is None else c_in).detach(), tau,
+                                       backend)
+        return a, b, tap
+
+    def deployed_wiring(self):
+        """The wiring of the deployed network (``a``, ``b``): fixed, or the argmax pick of learned connections."""
+        if self.candidates > 1:
+            a, b = self._pick(self.conn_logits.detach().argmax(-1))
+            self.a.copy_(a)
+            self.b.copy_(b)
+        return self.a, self.b
 
     def coefficients(self, r: Relaxation, backend: str = "reference"):
         """``(c, c_in)``: forward coefficients and those the input gradient uses (``backend``: whose
@@ -148,12 +198,40 @@ class LogicLayer(nn.Module):
         return c, (c_soft if r.input_grad == "soft" else None)
 
     def forward(self, x, r: Relaxation, backend: str = "reference"):
+        a, b, tap = self.wiring(r, backend)
         c, c_in = self.coefficients(r, backend)
-        return logic_layer(x, self.a, self.b, c, c_in, backend=backend)
+        y = logic_layer(x, a, b, c, c_in, backend=backend)
+        return y if tap is None else tap(y, x, c, c_in)
 
     def gate_ids(self) -> np.ndarray:
         """The deployed gate of every neuron (argmax of its logits)."""
         return self.logits.detach().argmax(-1).cpu().numpy().astype(np.uint8)
+
+
+class ConnectionSTE(torch.autograd.Function):
+    """Identity on a layer's output ``y``; its backward adds the gradient of the connection logits.
+
+    Straight-through, like the gates: the forward read ``x[a]`` (the picked candidate), the backward takes the
+    gradient of the soft read ``sum_k p_k x[cand_k]``, ``p = softmax(ws / tau)`` (``ws``: the logits plus the
+    step's noise).  With ``dA = g * (c1 + c3 B)`` the gradient a gate's A input gets (``c``: the coefficients the
+    input gradient flows through), ``h_k = sum_s dA[s] x[cand_k, s]`` and ``dw_k = p_k (h_k - sum_j p_j h_j) / tau``
+    (:func:`lgn_fpga.kernels.connection_grad`); the same for B with ``dB = g * (c2 + c3 A)``.  The input gradient itself goes through the picked candidate
+    (the layer's kernel).
+    """
+
+    @staticmethod
+    def forward(ctx, y, w, ws, x, cand, a, b, c, tau, backend):
+        ctx.save_for_backward(ws, x, cand, a, b, c)
+        ctx.tau, ctx.backend = tau, backend
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        ws, x, cand, a, b, c = ctx.saved_tensors
+        dw = None
+        if ctx.needs_input_grad[1]:
+            dw = connection_grad(g, x, a, b, c, cand, ws, ctx.tau, ctx.backend).to(ws.dtype)
+        return g, dw, None, None, None, None, None, None, None, None
 
 
 class GroupSum(nn.Module):
@@ -178,7 +256,8 @@ class LogicNet(nn.Module):
     """
 
     def __init__(self, n_inputs: int, widths, n_classes: int, tau: float = 10.0, connections: str = "random",
-                 init: str = "normal", residual_logit: float = 5.0, seed: int = 0, grid=None, window=5):
+                 init: str = "normal", residual_logit: float = 5.0, seed: int = 0, grid=None, window=5,
+                 candidates: int = 1):
         super().__init__()
         gen = torch.Generator().manual_seed(int(seed))
         dims = [int(n_inputs)] + [int(w) for w in widths]
@@ -194,15 +273,19 @@ class LogicNet(nn.Module):
             locals_ = [(sites[li], sites[li + 1], grid, windows[li]) for li in range(len(widths))]
             self.grid, self.last_sites = grid, sites[-1]
         self.layers = nn.ModuleList(
-            LogicLayer(i, o, connections, init, residual_logit, gen, loc)
+            LogicLayer(i, o, connections, init, residual_logit, gen, loc, candidates)
             for i, o, loc in zip(dims[:-1], dims[1:], locals_))
         self.group = GroupSum(n_classes, tau)
 
     def forward(self, bits, r: Relaxation, backend: str = "reference"):
         """``bits``: float ``[B, n_inputs]`` of 0/1 -> class scores ``[B, k]``."""
         x = bits.t().contiguous()
-        layers = [(l.a, l.b, *l.coefficients(r, backend)) for l in self.layers]
-        return self.group(logic_stack(x, layers, backend))
+        if all(l.candidates == 1 for l in self.layers):
+            layers = [(l.a, l.b, *l.coefficients(r, backend)) for l in self.layers]
+            return self.group(logic_stack(x, layers, backend))
+        for l in self.layers:       # learned connections: each layer's input is needed for its wiring's gradient
+            x = l(x, r, backend)
+        return self.group(x)
 
     @property
     def n_gates(self) -> int:
@@ -215,7 +298,8 @@ def build_model(cfg: TrainConfig, enc: ThermometerEncoding, n_classes: int) -> L
         raise ConfigError(f"the last layer's width ({widths[-1]}) must be a multiple of the {n_classes} classes")
     try:
         return LogicNet(enc.n_bits, widths, n_classes, tau=cfg.group_tau, connections=cfg.connections, init=cfg.init,
-                        residual_logit=cfg.residual_logit, seed=cfg.seed, grid=enc.shape[1:], window=cfg.window)
+                        residual_logit=cfg.residual_logit, seed=cfg.seed, grid=enc.shape[1:], window=cfg.window,
+                        candidates=cfg.candidates)
     except ValueError as e:
         raise ConfigError(str(e)) from None
 
