@@ -42,6 +42,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -101,9 +102,9 @@ def _peak_mb() -> float:
     return r / 2**20 if platform.system() == "Darwin" else r / 1024
 
 
-def build_net(layers, width, device, seed=0):
+def build_net(layers, width, device, seed=0, candidates=1):
     from lgn_fpga.train.model import LogicNet
-    return LogicNet(N_INPUTS, [width] * layers, N_CLASSES, tau=GROUP_TAU, seed=seed).to(device)
+    return LogicNet(N_INPUTS, [width] * layers, N_CLASSES, tau=GROUP_TAU, seed=seed, candidates=candidates).to(device)
 
 
 def make_step(net, backend, bits, labels, mode):
@@ -176,7 +177,9 @@ def worker(args) -> dict:
         from lgn_fpga.kernels import cpu
         if not cpu.available():
             return {"error": f"C kernel unavailable: {cpu.unavailable_reason()}"}
-    net = build_net(L, W, "cpu")
+    if args.candidates > 1 and args.backend == "naive":
+        return {"error": "the naive layer has fixed wiring (no learned connections)"}
+    net = build_net(L, W, "cpu", candidates=args.candidates)
     gen = torch.Generator().manual_seed(0)
     bits = (torch.rand(args.batch, N_INPUTS, generator=gen) < 0.5).float()
     labels = torch.randint(N_CLASSES, (args.batch,), generator=gen)
@@ -217,7 +220,9 @@ def naive_estimate_mb(L, W, batch) -> float:
     return 60 * L * W * batch * 4 / 2**20
 
 
-def run_config(name, shape, batch, backend, threads, mode, args) -> dict:
+def run_config(name, shape, batch, backend, threads, mode, args, candidates=1) -> dict:
+    if backend == "naive" and candidates > 1:
+        return {"error": "the naive layer has fixed wiring (no learned connections)"}
     if backend == "naive" and not args.no_skip:
         est, avail = naive_estimate_mb(*shape, batch), mem_available_mb()
         if avail is not None and est > 0.6 * avail:
@@ -228,7 +233,7 @@ def run_config(name, shape, batch, backend, threads, mode, args) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--backend", backend, "--threads", str(threads),
            "--shape", f"{shape[0]}x{shape[1]}", "--batch", str(batch), "--mode", mode,
            "--min-time", str(args.min_time), "--min-steps", str(args.min_steps), "--max-steps", str(args.max_steps),
-           "--clock", args.clock]
+           "--clock", args.clock, "--candidates", str(candidates)]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=args.timeout)
     except subprocess.TimeoutExpired:
@@ -303,27 +308,27 @@ def cpu_table(args) -> str:
     rows = []
     notes = []
     raw = []
-    for mode in modes:
-        for name, shape in models.items():
-            for batch in batches:
-                res = {}
-                for b in backends:
-                    for t in threads:
-                        r = run_config(name, shape, batch, b, t, mode, args)
-                        res[b, t] = r
-                        raw.append({"mode": mode, "model": name, "layers": shape[0], "width": shape[1], "batch": batch,
-                                    "backend": b, "threads": t, **r})
-                        if "error" in r:
-                            notes.append(f"{mode} {name} b{batch} {b} {t}T: {r['error']}")
-                        if not args.quiet:
-                            print(f"  {mode:>10} {name:>5} ({shape[0]}x{shape[1]}) batch {batch:>4} {b:>9} {t}T: "
-                                  f"{fmt_ms(r):>9} ms {fmt_mb(r):>7} MB", file=sys.stderr, flush=True)
-                cells = [mode, f"{name} ({shape[0]}x{shape[1]:,})", str(batch)]
-                cells += [fmt_ms(res[b, t]) for b in backends for t in threads]
-                cells += [fmt_mb(res[b, threads[0]]) for b in backends]
-                cells += [ratio(res["naive", t], res["cpu", t]) for t in threads] if speed_cols else []
-                cells += [mem_ratio(res["naive", threads[0]], res["cpu", threads[0]])] if mem_cols else []
-                rows.append(cells)
+    cands = [int(k) for k in str(args.candidates).split(",")]
+    for mode, K, (name, shape), batch in itertools.product(modes, cands, models.items(), batches):
+        mode_k = mode if K == 1 else f"{mode}, {K} candidates"
+        res = {}
+        for b in backends:
+            for t in threads:
+                r = run_config(name, shape, batch, b, t, mode, args, K)
+                res[b, t] = r
+                raw.append({"mode": mode, "candidates": K, "model": name, "layers": shape[0], "width": shape[1],
+                            "batch": batch, "backend": b, "threads": t, **r})
+                if "error" in r:
+                    notes.append(f"{mode_k} {name} b{batch} {b} {t}T: {r['error']}")
+                if not args.quiet:
+                    print(f"  {mode_k:>10} {name:>5} ({shape[0]}x{shape[1]}) batch {batch:>4} {b:>9} {t}T: "
+                          f"{fmt_ms(r):>9} ms {fmt_mb(r):>7} MB", file=sys.stderr, flush=True)
+        cells = [mode_k, f"{name} ({shape[0]}x{shape[1]:,})", str(batch)]
+        cells += [fmt_ms(res[b, t]) for b in backends for t in threads]
+        cells += [fmt_mb(res[b, threads[0]]) for b in backends]
+        cells += [ratio(res["naive", t], res["cpu", t]) for t in threads] if speed_cols else []
+        cells += [mem_ratio(res["naive", threads[0]], res["cpu", threads[0]])] if mem_cols else []
+        rows.append(cells)
     header = ["mode", "model", "batch"] + cols + speed_cols + mem_cols
     lines = head + ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -473,6 +478,8 @@ def main(argv=None):
     ap.add_argument("--modes", default=",".join(MODES),
                     help="comma list of training modes, rows of one table (default: gumbel-ste,softmax)")
     ap.add_argument("--mode", choices=MODES, help="one mode (the GPU table; the worker)")
+    ap.add_argument("--candidates", default="1", help="comma list of learned-connection candidate counts (1: fixed "
+                    "wiring; the naive column has fixed wiring only); the worker takes one")
     ap.add_argument("--min-time", type=float, default=2.0, help="seconds of timed steps per configuration")
     ap.add_argument("--min-steps", type=int, default=3)
     ap.add_argument("--max-steps", type=int, default=50)
@@ -498,6 +505,7 @@ def main(argv=None):
     if args.worker:
         args.shape = tuple(int(v) for v in args.shape.split("x"))
         args.threads = int(args.threads)
+        args.candidates = int(args.candidates)
         print(json.dumps(worker(args)), flush=True)
         return 0
     if args.mode:
