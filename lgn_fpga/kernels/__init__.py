@@ -110,7 +110,9 @@ def logic_layer(x, a, b, c, c_in=None, backend: str = "reference"):
 
 
 def logic_stack(x, layers, backend: str = "reference"):
-    """Logic layers one after the other: ``layers`` is a list of ``(a, b, c, c_in)`` (see :func:`logic_layer`).
+    """Logic layers one after the other: ``layers`` is a list of ``(a, b, c, c_in)`` (see :func:`logic_layer`),
+    or ``(a, b, c, c_in, conn)`` with ``conn`` None or a layer's learned connections ``(w, ws, cand, tau)``
+    (their logits receive the straight-through gradient, :class:`.connections.ConnectionSTE`).
 
     With the C kernel and a hard forward (every gate hard, every input 0/1: Gumbel-STE training, argmax
     evaluation) the whole stack runs bit-packed, 64 samples per word, and keeps only bits for the backward;
@@ -123,8 +125,15 @@ def logic_stack(x, layers, backend: str = "reference"):
         y = cpu.hard_stack(x, list(layers))
         if y is not None:
             return y
-    for a, b, c, c_in in layers:
-        x = logic_layer(x, a, b, c, c_in, backend=backend)
+    for layer in layers:
+        a, b, c, c_in = layer[:4]
+        conn = layer[4] if len(layer) > 4 else None
+        y = logic_layer(x, a, b, c, c_in, backend=backend)
+        if conn is not None:
+            from .connections import ConnectionSTE
+            w, ws, cand, tau = conn
+            y = ConnectionSTE.apply(y, w, ws, x, cand, a, b, (c if c_in is None else c_in).detach(), tau, backend)
+        x = y
     return x
 
 
@@ -151,7 +160,7 @@ def connection_pick(w, noise, scale: float, cand, backend: str = "reference"):
 
 
 def connection_grad(g, x, a, b, c, cand, ws, tau: float, backend: str = "reference"):
-    """The gradient of the connection logits ``[2, N, K]`` (see :class:`lgn_fpga.train.model.ConnectionSTE`):
+    """The gradient of the connection logits ``[2, N, K]`` (see :class:`lgn_fpga.kernels.connections.ConnectionSTE`):
     the C kernel for a 0/1 float32 CPU input (bit-packed), else torch."""
     if _use_c(backend, x):
         from . import cpu

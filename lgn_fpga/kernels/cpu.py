@@ -272,15 +272,16 @@ def _scratch_rows(slot: int, rows: int, B: int) -> torch.Tensor:
 
 
 class HardStack(torch.autograd.Function):
-    """Logic layers with hard gates on 0/1 inputs, bit-packed: ``apply(x, xbits, wiring, *cs) -> y`` (float).
+    """Logic layers with hard gates on 0/1 inputs, bit-packed: ``apply(x, xbits, wiring, conns, *ts) -> y`` (float).
 
-    ``wiring``: one ``(a, b, tt)`` per layer; ``cs``: ``c, c_in`` per layer (``c_in`` may be None).
+    ``wiring``: one ``(a, b, tt)`` per layer; ``conns``: per layer None, or ``(ws, cand, tau)`` of its learned
+    connections; ``ts``: ``c, c_in, w`` per layer (``c_in`` may be None; ``w`` the connection logits, or None).
     Saves the packed input of every layer (1 bit per activation) and the input-gradient coefficients;
-    the backward reads the bits.
+    the backward reads the bits (also for the connection logits' gradient, :func:`conn_grad`).
     """
 
     @staticmethod
-    def forward(ctx, x, xbits, wiring, *cs):
+    def forward(ctx, x, xbits, wiring, conns, *ts):
         lib, nt = _lib(), num_threads()
         B = x.shape[1]
         W = xbits.shape[1]
@@ -292,11 +293,11 @@ class HardStack(torch.autograd.Function):
             bits.append(y)
         out = torch.empty((bits[-1].shape[0], B), dtype=torch.float32)
         lib.lgn_unpack(bits[-1].data_ptr(), out.shape[0], B, out.data_ptr(), nt)
-        ctx.bits, ctx.wiring, ctx.B = bits[:-1], wiring, B
+        ctx.bits, ctx.wiring, ctx.conns, ctx.B = bits[:-1], wiring, conns, B
         # The reverse indices of the wiring as it was in this forward, as the float path keeps them (cached:
         # hard_stack built them when it checked the indices).
         ctx.revs = [reverse_index(a, b, xb.shape[0]) for (a, b, _), xb in zip(wiring, ctx.bits)]
-        ctx.c_in = [(cs[2 * l] if cs[2 * l + 1] is None else cs[2 * l + 1]).detach().contiguous()
+        ctx.c_in = [(ts[3 * l] if ts[3 * l + 1] is None else ts[3 * l + 1]).detach().contiguous()
                     for l in range(len(wiring))]
         return out
 
@@ -305,8 +306,9 @@ class HardStack(torch.autograd.Function):
         lib, nt, B = _lib(), num_threads(), ctx.B
         need = ctx.needs_input_grad
         L = len(ctx.wiring)
-        need_c = [need[3 + 2 * l] for l in range(L)]
-        grads = [None] * (2 * L)
+        need_c = [need[4 + 3 * l] for l in range(L)]
+        need_w = [need[6 + 3 * l] for l in range(L)]
+        grads = [None] * (3 * L)
         gy = gy.float()
         # GroupSum's gradient arrives broadcast: made contiguous in the scratch slot the top layer does not write.
         g = gy if gy.is_contiguous() else _scratch_rows(L % 2, *gy.shape).copy_(gy)
@@ -315,7 +317,10 @@ class HardStack(torch.autograd.Function):
             a, b, _ = ctx.wiring[l]
             xb, N = ctx.bits[l], a.shape[0]
             F = xb.shape[0]
-            want_x = need[0] if l == 0 else (need[0] or any(need_c[:l]))
+            if need_w[l]:
+                ws, cand, tau = ctx.conns[l]
+                grads[3 * l + 2] = _conn_grad_bits(xb, B, g, a, b, ctx.c_in[l], cand, ws, tau)
+            want_x = need[0] if l == 0 else (need[0] or any(need_c[:l]) or any(need_w[:l]))
             dc = torch.empty((N, 4), dtype=torch.float32) if need_c[l] else None
             dx = None
             if want_x:
@@ -328,22 +333,25 @@ class HardStack(torch.autograd.Function):
             elif dc is not None:
                 lib.lgn_backward_c_bits(xb.data_ptr(), B, a.data_ptr(), b.data_ptr(), g.data_ptr(), dc.data_ptr(),
                                         N, nt)
-            grads[2 * l] = dc
+            grads[3 * l] = dc
             if dx is None:
                 break
             g = dx
-        return (dx if need[0] else None, None, None, *grads)
+        return (dx if need[0] else None, None, None, None, *grads)
 
 
 def hard_stack(x, layers):
-    """The output ``[N, B]`` of logic ``layers`` (each ``(a, b, c, c_in)``) through the bit-packed kernels,
-    or None when the forward is not hard (a gate that is not hard, an input that is not 0/1, an empty shape):
-    the caller then runs the float kernels.  Same values and gradients as :func:`forward`/:func:`backward`
-    layer by layer (gradient sums in another order)."""
+    """The output ``[N, B]`` of logic ``layers`` (each ``(a, b, c, c_in)`` or ``(a, b, c, c_in, conn)``, ``conn``
+    None or the learned connections' ``(w, ws, cand, tau)``) through the bit-packed kernels, or None when the
+    forward is not hard (a gate that is not hard, an input that is not 0/1, an empty shape): the caller then
+    runs the float kernels.  Same values and gradients as :func:`forward`/:func:`backward` layer by layer
+    (gradient sums in another order)."""
     if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 2 or 0 in x.shape or not layers:
         return None
-    wiring, cs, F = [], [], x.shape[0]
-    for a, b, c, c_in in layers:
+    wiring, conns, ts, F = [], [], [], x.shape[0]
+    for layer in layers:
+        a, b, c, c_in = layer[:4]
+        conn = layer[4] if len(layer) > 4 else None
         if a.shape[0] == 0:
             return None
         _check(x, a, b, c)
@@ -352,14 +360,23 @@ def hard_stack(x, layers):
             return None
         reverse_index(a, b, F)  # validates the indices (cached): C must never read out of bounds
         wiring.append((a.contiguous(), b.contiguous(), tt))
-        cs += [c, c_in]
+        if conn is not None:
+            w, ws, cand, tau = conn
+            if cand.shape[-1] > 64:
+                return None
+            _check_candidates(cand, F)
+            conns.append((ws.detach().contiguous().float(), cand.contiguous(), float(tau)))
+            ts += [c, c_in, w]
+        else:
+            conns.append(None)
+            ts += [c, c_in, None]
         F = a.shape[0]
     lib = _lib()
     x = x.contiguous()
     xbits = torch.empty((x.shape[0], (x.shape[1] + 63) // 64), dtype=torch.int64)
     if lib.lgn_pack(x.data_ptr(), x.shape[0], x.shape[1], xbits.data_ptr(), num_threads()):
         return None
-    return HardStack.apply(x, xbits, tuple(wiring), *cs)
+    return HardStack.apply(x, xbits, tuple(wiring), tuple(conns), *ts)
 
 
 # ----------------------------------------------------------------------------------------------- Gumbel-STE coefficients
@@ -431,25 +448,29 @@ def conn_pick(w, noise, scale: float, cand):
 
 
 def conn_grad(g, x, a, b, c, cand, ws, tau: float):
-    """``dw [2, N, K]``, the connection logits' gradient (see :class:`lgn_fpga.train.model.ConnectionSTE`) for a
-    0/1 float32 CPU input ``x`` ``[F, B]``; None when ``x`` is not binary (the caller's torch path then runs)."""
+    """``dw [2, N, K]``, the connection logits' gradient (see :class:`lgn_fpga.kernels.connections.ConnectionSTE`)
+    for a 0/1 float32 CPU input ``x`` ``[F, B]``; None when ``x`` is not binary (the caller's torch path runs)."""
     lib = _lib()
     F, B = x.shape
-    _, N, K = cand.shape
-    if K > 64:
+    if cand.shape[-1] > 64:
         return None
     _check_candidates(cand, F)
     reverse_index(a, b, F)  # validates a and b (cached)
     x = x.detach().contiguous()
-    W = (B + 63) // 64
-    bits = torch.empty((F, W), dtype=torch.int64)
+    bits = torch.empty((F, (B + 63) // 64), dtype=torch.int64)
     if F and B and lib.lgn_pack(x.data_ptr(), F, B, bits.data_ptr(), num_threads()):
         return None
+    return _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau)
+
+
+def _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau):
+    """:func:`conn_grad` on the packed input ``bits`` ``[F, ceil(B/64)]`` (validated indices)."""
+    _, N, K = cand.shape
     g, c, cand, ws = g.contiguous().float(), c.contiguous().float(), cand.contiguous(), ws.contiguous().float()
     dw = torch.zeros((2, N, K), dtype=torch.float32)
-    if N and B and lib.lgn_conn_grad(bits.data_ptr(), B, g.data_ptr(), a.contiguous().data_ptr(),
-                                     b.contiguous().data_ptr(), c.data_ptr(), cand.data_ptr(), ws.data_ptr(),
-                                     float(tau), N, K, dw.data_ptr(), num_threads()):
+    if N and B and _lib().lgn_conn_grad(bits.data_ptr(), B, g.data_ptr(), a.contiguous().data_ptr(),
+                                        b.contiguous().data_ptr(), c.data_ptr(), cand.data_ptr(), ws.data_ptr(),
+                                        float(tau), N, K, dw.data_ptr(), num_threads()):
         raise MemoryError("lgn_conn_grad: out of memory for the per-thread buffers")
     return dw
 

@@ -590,7 +590,7 @@ EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RES
 }
 
 /*
- * Learned connections (lgn_fpga.train.model.ConnectionSTE).  R = 2N rows (input A of every gate, then input B),
+ * Learned connections (lgn_fpga.kernels.connections.ConnectionSTE; HardStack calls lgn_conn_grad in its backward).  R = 2N rows (input A of every gate, then input B),
  * K candidates each: w, ws [R, K] float, cand [R, K] int64 (validated by the caller).
  *
  * lgn_conn_pick: ws = w + scale*noise (noise may be NULL: ws = w), j = the first argmax of ws,

@@ -74,7 +74,7 @@ def connection_pick(w, noise, scale: float, cand):
 
 
 def connection_grad(g, x, a, b, c, cand, ws, tau: float):
-    """``dw [2, N, K]``, the gradient of the connection logits (see :class:`lgn_fpga.train.model.ConnectionSTE`):
+    """``dw [2, N, K]``, the gradient of the connection logits (see :class:`lgn_fpga.kernels.connections.ConnectionSTE`):
     ``d = (g (c1 + c3 x[b]), g (c2 + c3 x[a]))``, ``h[s, n, k] = sum_t d[s, n, t] x[cand[s, n, k], t]``,
     ``dw = p (h - <p, h>) / tau`` with ``p = softmax(ws / tau)``."""
     A, B = x.index_select(0, a), x.index_select(0, b)

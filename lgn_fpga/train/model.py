@@ -25,7 +25,7 @@ from torch import nn
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError
 from ..gates import NUM_GATES, PASS_A, torch_coeffs
-from ..kernels import connection_grad, connection_pick, gumbel_ste_coefficients, logic_layer, logic_stack
+from ..kernels import connection_pick, gumbel_ste_coefficients, logic_layer, logic_stack
 from .config import TrainConfig
 from .wiring import SCHEMES, check_window, input_sites, layer_sites, local_connections
 
@@ -158,8 +158,9 @@ class LogicLayer(nn.Module):
         return ab[0].clone(), ab[1].clone()
 
     def wiring(self, r: Relaxation, backend: str = "reference"):
-        """``(a, b, tap)``: the inputs each gate reads in this forward, and, with learned connections and
-        gradients on, a function that attaches the connection logits' gradient to the layer's output."""
+        """``(a, b, conn)``: the inputs each gate reads in this forward and, with learned connections and
+        gradients on, ``conn = (w, ws, cand, tau)`` for :func:`lgn_fpga.kernels.logic_stack` (the logits, the
+        logits plus this step's noise, the candidates, the surrogate's temperature), else None."""
         if self.candidates == 1:
             return self.a, self.b, None
         w = self.conn_logits
@@ -168,12 +169,7 @@ class LogicLayer(nn.Module):
         ws, a, b = connection_pick(w, noise, r.noise if sample else 0.0, self.cand, backend)
         if r.kind == "hard" or not (torch.is_grad_enabled() and w.requires_grad):
             return a, b, None
-        tau = r.tau if r.kind == "sample" else 1.0
-
-        def tap(y, x, c, c_in):
-            return ConnectionSTE.apply(y, w, ws, x, self.cand, a, b, (c if c_in is None else c_in).detach(), tau,
-                                       backend)
-        return a, b, tap
+        return a, b, (w, ws, self.cand, r.tau if r.kind == "sample" else 1.0)
 
     def deployed_wiring(self):
         """The wiring of the deployed network (``a``, ``b``): fixed, or the argmax pick of learned connections."""
@@ -198,40 +194,15 @@ class LogicLayer(nn.Module):
         return c, (c_soft if r.input_grad == "soft" else None)
 
     def forward(self, x, r: Relaxation, backend: str = "reference"):
-        a, b, tap = self.wiring(r, backend)
+        a, b, conn = self.wiring(r, backend)
         c, c_in = self.coefficients(r, backend)
-        y = logic_layer(x, a, b, c, c_in, backend=backend)
-        return y if tap is None else tap(y, x, c, c_in)
+        if conn is None:
+            return logic_layer(x, a, b, c, c_in, backend=backend)
+        return logic_stack(x, [(a, b, c, c_in, conn)], backend)
 
     def gate_ids(self) -> np.ndarray:
         """The deployed gate of every neuron (argmax of its logits)."""
         return self.logits.detach().argmax(-1).cpu().numpy().astype(np.uint8)
-
-
-class ConnectionSTE(torch.autograd.Function):
-    """Identity on a layer's output ``y``; its backward adds the gradient of the connection logits.
-
-    Straight-through, like the gates: the forward read ``x[a]`` (the picked candidate), the backward takes the
-    gradient of the soft read ``sum_k p_k x[cand_k]``, ``p = softmax(ws / tau)`` (``ws``: the logits plus the
-    step's noise).  With ``dA = g * (c1 + c3 B)`` the gradient a gate's A input gets (``c``: the coefficients the
-    input gradient flows through), ``h_k = sum_s dA[s] x[cand_k, s]`` and ``dw_k = p_k (h_k - sum_j p_j h_j) / tau``
-    (:func:`lgn_fpga.kernels.connection_grad`); the same for B with ``dB = g * (c2 + c3 A)``.  The input gradient itself goes through the picked candidate
-    (the layer's kernel).
-    """
-
-    @staticmethod
-    def forward(ctx, y, w, ws, x, cand, a, b, c, tau, backend):
-        ctx.save_for_backward(ws, x, cand, a, b, c)
-        ctx.tau, ctx.backend = tau, backend
-        return y.view_as(y)
-
-    @staticmethod
-    def backward(ctx, g):
-        ws, x, cand, a, b, c = ctx.saved_tensors
-        dw = None
-        if ctx.needs_input_grad[1]:
-            dw = connection_grad(g, x, a, b, c, cand, ws, ctx.tau, ctx.backend).to(ws.dtype)
-        return g, dw, None, None, None, None, None, None, None, None
 
 
 class GroupSum(nn.Module):
@@ -280,12 +251,11 @@ class LogicNet(nn.Module):
     def forward(self, bits, r: Relaxation, backend: str = "reference"):
         """``bits``: float ``[B, n_inputs]`` of 0/1 -> class scores ``[B, k]``."""
         x = bits.t().contiguous()
-        if all(l.candidates == 1 for l in self.layers):
-            layers = [(l.a, l.b, *l.coefficients(r, backend)) for l in self.layers]
-            return self.group(logic_stack(x, layers, backend))
-        for l in self.layers:       # learned connections: each layer's input is needed for its wiring's gradient
-            x = l(x, r, backend)
-        return self.group(x)
+        layers = []
+        for l in self.layers:
+            a, b, conn = l.wiring(r, backend)       # (the wiring draws its noise before the gates)
+            layers.append((a, b, *l.coefficients(r, backend), conn))
+        return self.group(logic_stack(x, layers, backend))
 
     @property
     def n_gates(self) -> int:

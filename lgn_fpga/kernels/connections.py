@@ -1,0 +1,37 @@
+"""Learned connections in the float path: the straight-through connection logits' gradient as an autograd node.
+
+The bit-packed stack (:class:`lgn_fpga.kernels.cpu.HardStack`) computes the same gradient inside its own
+backward; :func:`lgn_fpga.kernels.logic_stack` uses this node whenever a layer runs on the float kernels.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["ConnectionSTE"]
+
+
+class ConnectionSTE(torch.autograd.Function):
+    """Identity on a layer's output ``y``; its backward adds the gradient of the connection logits.
+
+    Straight-through, like the gates: the forward read ``x[a]`` (the picked candidate), the backward takes the
+    gradient of the soft read ``sum_k p_k x[cand_k]``, ``p = softmax(ws / tau)`` (``ws``: the logits plus the
+    step's noise).  With ``dA = g * (c1 + c3 B)`` the gradient a gate's A input gets (``c``: the coefficients the
+    input gradient flows through), ``h_k = sum_s dA[s] x[cand_k, s]`` and ``dw_k = p_k (h_k - sum_j p_j h_j) / tau``
+    (:func:`lgn_fpga.kernels.connection_grad`); the same for B with ``dB = g * (c2 + c3 A)``.  The input
+    gradient itself goes through the picked candidate (the layer's kernel).
+    """
+
+    @staticmethod
+    def forward(ctx, y, w, ws, x, cand, a, b, c, tau, backend):
+        ctx.save_for_backward(ws, x, cand, a, b, c)
+        ctx.tau, ctx.backend = tau, backend
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, g):
+        ws, x, cand, a, b, c = ctx.saved_tensors
+        dw = None
+        if ctx.needs_input_grad[1]:
+            from . import connection_grad
+            dw = connection_grad(g, x, a, b, c, cand, ws, ctx.tau, ctx.backend).to(ws.dtype)
+        return g, dw, None, None, None, None, None, None, None, None
