@@ -55,6 +55,7 @@ _SIGNATURES = {
     "lgn_truth_tables": ([_p, _i64, _p], _i64),
     "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p], None),
     "lgn_conn_grad": ([_p, _i64, _p, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
+    "lgn_conn_grad_float": ([_p, _i64, _p, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
     "lgn_reverse_index": ([_p, _p, _i64, _i64, _p, _p], None),
     "lgn_unpack": ([_p, _i64, _i64, _p, _int], None),
     "lgn_forward_bits": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
@@ -449,7 +450,8 @@ def conn_pick(w, noise, scale: float, cand):
 
 def conn_grad(g, x, a, b, c, cand, ws, tau: float):
     """``dw [2, N, K]``, the connection logits' gradient (see :class:`lgn_fpga.kernels.connections.ConnectionSTE`)
-    for a 0/1 float32 CPU input ``x`` ``[F, B]``; None when ``x`` is not binary (the caller's torch path runs)."""
+    for a float32 CPU input ``x`` ``[F, B]``: bit-packed when ``x`` is 0/1, on the floats otherwise; None for
+    more than 64 candidates (the caller's torch path runs)."""
     lib = _lib()
     F, B = x.shape
     if cand.shape[-1] > 64:
@@ -458,9 +460,16 @@ def conn_grad(g, x, a, b, c, cand, ws, tau: float):
     reverse_index(a, b, F)  # validates a and b (cached)
     x = x.detach().contiguous()
     bits = torch.empty((F, (B + 63) // 64), dtype=torch.int64)
-    if F and B and lib.lgn_pack(x.data_ptr(), F, B, bits.data_ptr(), num_threads()):
-        return None
-    return _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau)
+    if F and B and lib.lgn_pack(x.data_ptr(), F, B, bits.data_ptr(), num_threads()) == 0:
+        return _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau)
+    _, N, K = cand.shape
+    g, c, cand, ws = g.contiguous().float(), c.contiguous().float(), cand.contiguous(), ws.contiguous().float()
+    dw = torch.zeros((2, N, K), dtype=torch.float32)
+    if N and B and lib.lgn_conn_grad_float(x.data_ptr(), B, g.data_ptr(), a.contiguous().data_ptr(),
+                                           b.contiguous().data_ptr(), c.data_ptr(), cand.data_ptr(), ws.data_ptr(),
+                                           float(tau), N, K, dw.data_ptr(), num_threads()):
+        raise MemoryError("lgn_conn_grad_float: out of memory for the per-thread buffers")
+    return dw
 
 
 def _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau):

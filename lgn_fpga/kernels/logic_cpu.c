@@ -590,8 +590,8 @@ EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RES
 }
 
 /*
- * Learned connections (lgn_fpga.kernels.connections.ConnectionSTE; HardStack calls lgn_conn_grad in its backward).  R = 2N rows (input A of every gate, then input B),
- * K candidates each: w, ws [R, K] float, cand [R, K] int64 (validated by the caller).
+ * Learned connections (lgn_fpga.kernels.connections.ConnectionSTE; HardStack calls lgn_conn_grad in its
+ * backward).  R = 2N rows (input A of every gate, then input B), K candidates each: w, ws [R, K] float, cand [R, K] int64 (validated by the caller).
  *
  * lgn_conn_pick: ws = w + scale*noise (noise may be NULL: ws = w), j = the first argmax of ws,
  * sel[r] = cand[r, j] (the signal read this step).
@@ -608,6 +608,16 @@ EXPORT void lgn_conn_pick(const float *RESTRICT w, const float *RESTRICT noise, 
         }
         sel[r] = cand[r * K + best];
     }
+}
+
+/* dw[k] = p_k (h_k - <p, h>) / tau, p = softmax(ws / tau), for one gate input's K <= 64 candidates. */
+static inline void conn_dw(const float *RESTRICT h, const float *RESTRICT wsr, float tau, int64_t K,
+                           float *RESTRICT dwr) {
+    float p[64], mx = 0.f, z = 0.f, ph = 0.f;
+    for (int64_t k = 0; k < K; k++) { const float v = wsr[k] / tau; if (k == 0 || v > mx) mx = v; }
+    for (int64_t k = 0; k < K; k++) { p[k] = expf(wsr[k] / tau - mx); z += p[k]; }
+    for (int64_t k = 0; k < K; k++) { p[k] /= z; ph += p[k] * h[k]; }
+    for (int64_t k = 0; k < K; k++) dwr[k] = p[k] * (h[k] - ph) / tau;
 }
 
 /*
@@ -665,7 +675,7 @@ EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float 
             for (int side = 0; side < 2; side++) {
                 const float *RESTRICT d = side ? dB : dA;
                 const int64_t r = (int64_t)side * N + n;
-                float h[64], p[64], mx = 0.f, z = 0.f, ph = 0.f;
+                float h[64];
                 for (int64_t k = 0; k < K; k++) {
                     const uint64_t *RESTRICT xr = xbits + cand[r * K + k] * W;
                     float acc = 0.f;
@@ -685,12 +695,49 @@ EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float 
                     }
 #endif
                     h[k] = acc;
-                    const float v = ws[r * K + k] / tau;
-                    if (k == 0 || v > mx) mx = v;
                 }
-                for (int64_t k = 0; k < K; k++) { p[k] = expf(ws[r * K + k] / tau - mx); z += p[k]; }
-                for (int64_t k = 0; k < K; k++) { p[k] /= z; ph += p[k] * h[k]; }
-                for (int64_t k = 0; k < K; k++) dw[r * K + k] = p[k] * (h[k] - ph) / tau;
+                conn_dw(h, ws + r * K, tau, K, dw + r * K);
+            }
+        }
+        free(buf);
+    }
+    return failed;
+}
+
+/* lgn_conn_grad_float: lgn_conn_grad for a float input x [F, B] (the softmax relaxation's soft activations). */
+EXPORT int lgn_conn_grad_float(const float *RESTRICT x, int64_t B, const float *RESTRICT g,
+                               const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
+                               const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N,
+                               int64_t K, float *RESTRICT dw, int nthreads) {
+    int failed = K > 64;
+    if (failed) return failed;
+#pragma omp parallel num_threads(clamp_threads(nthreads)) reduction(| : failed)
+    {
+        float *buf = (float *)malloc(sizeof(float) * (size_t)(2 * B > 0 ? 2 * B : 1));
+        if (!buf) failed = 1;
+#pragma omp for schedule(dynamic, 64)
+        for (int64_t n = 0; n < N; n++) {
+            if (!buf) continue;
+            float *RESTRICT dA = buf, *RESTRICT dB = buf + B;
+            const float *RESTRICT xa = x + a[n] * B, *RESTRICT xb = x + b[n] * B, *RESTRICT gn = g + n * B;
+            const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
+#pragma omp simd
+            for (int64_t s = 0; s < B; s++) {
+                dA[s] = gn[s] * (c1 + c3 * xb[s]);
+                dB[s] = gn[s] * (c2 + c3 * xa[s]);
+            }
+            for (int side = 0; side < 2; side++) {
+                const float *RESTRICT d = side ? dB : dA;
+                const int64_t r = (int64_t)side * N + n;
+                float h[64];
+                for (int64_t k = 0; k < K; k++) {
+                    const float *RESTRICT xr = x + cand[r * K + k] * B;
+                    float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+                    for (int64_t s = 0; s < B; s++) acc += d[s] * xr[s];
+                    h[k] = acc;
+                }
+                conn_dw(h, ws + r * K, tau, K, dw + r * K);
             }
         }
         free(buf);

@@ -89,7 +89,9 @@ def test_connection_c_kernels_equal_reference(B):
     a[:5] = b[:5]                                          # gates reading one signal twice
     torch.testing.assert_close(cpu.conn_grad(g, x, a, b, c, cand, ws, 0.7),
                                reference.connection_grad(g, x, a, b, c, cand, ws, 0.7), rtol=1e-5, atol=1e-5)
-    assert cpu.conn_grad(g, x * 0.5, a, b, c, cand, ws, 0.7) is None    # not binary: the torch path's job
+    xf = torch.rand(F, B, generator=gen)                                  # soft activations: the float kernel
+    torch.testing.assert_close(cpu.conn_grad(g, xf, a, b, c, cand, ws, 0.7),
+                               reference.connection_grad(g, xf, a, b, c, cand, ws, 0.7), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="candidate indices"):
         cpu.conn_grad(g, x, a, b, c, cand + F, ws, 0.7)
 
