@@ -56,6 +56,18 @@ def _epoch_permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
+def make_optimizer(params, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW, fused (one kernel over all parameters) where torch has it: on a CPU 2.4 ms instead of 10.6 ms
+    per step for the 1.9M logits of a 24,000 x 3 + 6,000 net with 4 candidates (bench/kernels.py note)."""
+    params = list(params)
+    if device.type in ("cpu", "cuda"):
+        try:
+            return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+        except (RuntimeError, TypeError, ValueError):
+            pass
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto``, ``cpu`` or ``cuda[:N]`` as a device this machine has; one line otherwise."""
     if name == "auto":
@@ -205,7 +217,7 @@ class Trainer:
         """Model, optimizer, generators and counters: fresh (writing the run's files) or from ``state``."""
         cfg = self.cfg
         self.model = build_model(cfg, self.enc, len(self.data.classes)).to(self.device)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = make_optimizer(self.model.parameters(), cfg, self.device)
         # The module that trains: DDP averages the gradients of the replicas (the wiring buffers are equal by
         # seed and never change, so they are not broadcast).
         self.train_model = self.model
