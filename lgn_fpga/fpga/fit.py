@@ -25,7 +25,8 @@ from .boards import Board
 from .flow import BuildError
 
 __all__ = ["FitEstimate", "FitError", "check_fit", "estimate", "io_estimate", "frame_buffer_bits", "size_width",
-           "trained_gates_for", "TRAINED_GATE_COST", "ROUTABLE_FILL", "size_widths"]
+           "trained_gates_for", "TRAINED_GATE_COST", "ROUTABLE_FILL", "size_widths", "lut_budget",
+           "trained_lut_cost"]
 
 
 class FitError(BuildError):
@@ -122,10 +123,15 @@ def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True
 
 
 # -- sizing a network for a board before training (`lgn-fpga train DATASET --board B`) ---------------------
-# Measured LUT4 per *trained* gate (iCE40: logic cells), the shipped recipes after `export`, built with the
-# board's default options (README, "FPGA builds"): ECP5 CIFAR-10 4 x 8,000 -> 31,588 LUT4 (0.99), MNIST
-# 4 x 8,000 -> 25,584 (0.80); iCE40 digits-tiny 800 + 800 + 500 -> 3,582 logic cells (1.71).
-TRAINED_GATE_COST = {"ecp5": 1.0, "ice40": 1.7}
+# Measured LUT4 (iCE40: logic cells) per *trained* gate after `export`, with the board's default options
+# (README, "FPGA builds"), split between the hidden layers and the last one: the last layer's gates are
+# counted by the popcount and keep the gates that feed them alive, while most hidden gates die in `export`.
+# ECP5, CIFAR-10 (3 thresholds): 16,000 x 3 + 4,000 -> 22,756 LUT4 and 4 x 16,000 -> 64,033 give
+# 0.19 per hidden and 3.4 per last-layer gate; they predict 4 x 8,000 (31,588 measured) within 1.3 % and
+# 24,000 x 3 + 6,000 (33,117) within 3 %. MNIST (1 threshold) costs less: 4 x 8,000 -> 25,584, 4 x 12,000 ->
+# 39,357 (the model: 31,760 and 47,640). iCE40: one measurement, digits-tiny 800 + 800 + 500 -> 3,582 cells
+# (1.7 per trained gate), so one cost for every layer.
+TRAINED_GATE_COST = {"ecp5": (0.19, 3.4), "ice40": (1.7, 1.7)}      # (per hidden gate, per last-layer gate)
 # The share of the device's LUTs a design may fill: on ECP5 what routes with YoWASP on 2 cores inside
 # 30 minutes, with margin: the 64,033-LUT4 CIFAR-10 build (77 %, 33,775 gates, per-byte frame buffer) routed in
 # 27 router2 iterations, 33.6 min of build with four jobs on the 2 cores (synthesis 12.4 min, 7.3 alone);
@@ -134,10 +140,22 @@ TRAINED_GATE_COST = {"ecp5": 1.0, "ice40": 1.7}
 ROUTABLE_FILL = {"ecp5": 0.65, "ice40": 0.70}
 
 
-def trained_gates_for(board: Board) -> int:
-    """Trained gates (before `export`) a network for ``board`` may have: the budget the router can take."""
+def lut_budget(board: Board) -> int:
+    """LUT4 (iCE40: logic cells) the network may take on ``board``: the share that routes, less the I/O."""
     f = board.family
-    return max(int((ROUTABLE_FILL[f] * board.budget["lut"] - _IO_LUT[f]) / TRAINED_GATE_COST[f]), 0)
+    return max(int(ROUTABLE_FILL[f] * board.budget["lut"] - _IO_LUT[f]), 0)
+
+
+def trained_lut_cost(family: str, widths) -> float:
+    """Estimated LUT4 after `export` of a network with trained layer ``widths`` (:data:`TRAINED_GATE_COST`)."""
+    hidden, last = TRAINED_GATE_COST[family]
+    widths = [float(w) for w in widths]
+    return hidden * sum(widths[:-1]) + last * widths[-1]
+
+
+def trained_gates_for(board: Board, layers: int = 4) -> int:
+    """Trained gates a uniform ``layers``-deep network for ``board`` may have: the budget the router can take."""
+    return max(int(lut_budget(board) / trained_lut_cost(board.family, [1.0] * max(layers, 1)) * max(layers, 1)), 0)
 
 
 def size_width(board: Board, layers: int, n_classes: int) -> int:
@@ -151,18 +169,16 @@ def size_width(board: Board, layers: int, n_classes: int) -> int:
 def size_widths(board: Board, shape, n_classes: int) -> list[int]:
     """Per-layer widths in the proportions of ``shape``, scaled to the trained gates ``board`` holds.
 
-    Each width is rounded down to a multiple of ``n_classes``.  (The cost per trained gate is the
-    uniform nets' measurement, :data:`TRAINED_GATE_COST`; a narrow last layer leaves more of the hidden
-    gates dead after ``export``, so such shapes come out smaller than the board could hold: 0.44 LUT4
-    per trained gate for lgn_fpga/configs/cifar10.yaml's 16,000 x 3 + 4,000.)
+    Each width is rounded down to a multiple of ``n_classes``; the estimated LUT4 of the result
+    (:func:`trained_lut_cost`, hidden and last-layer gates priced apart) stays within :func:`lut_budget`.
 
     Raises :class:`FitError` when a layer would get fewer than ``n_classes`` gates.
     """
     shape = [float(w) for w in shape]
-    total = trained_gates_for(board)
-    scale = total / sum(shape)
+    scale = lut_budget(board) / trained_lut_cost(board.family, shape)
     widths = [int(w * scale) // n_classes * n_classes for w in shape]
     if min(widths) < n_classes:
+        total = int(scale * sum(shape))
         raise FitError(f"{board.name} holds about {total:,} trained gates: too few for {len(shape)} layers of "
                        f"{n_classes} classes; use fewer --layers or a larger board")
     return widths

@@ -269,7 +269,7 @@ def test_board_sizes_the_width(capsys, tmp_path):
     import yaml
 
     from lgn_fpga.fpga.boards import load_board
-    from lgn_fpga.fpga.fit import size_width, trained_gates_for
+    from lgn_fpga.fpga.fit import lut_budget, size_width, trained_gates_for, trained_lut_cost
     b = load_board("icebreaker")
     code, _, err = run(capsys, "train", "digits", "--board", "icebreaker", "--layers", "3", "--thresholds", "1",
                        "--kernel", "reference", "--steps", "2", "--eval-every", "2", "--quiet", "-o", str(tmp_path / "r"))
@@ -277,7 +277,8 @@ def test_board_sizes_the_width(capsys, tmp_path):
     cfg = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
     width = size_width(b, 3, 10)
     assert cfg["layers"] == 3 and cfg["width"] == width and cfg.get("widths") in (None, [width] * 3)
-    assert 3 * width <= trained_gates_for(b) < 3 * (width + 10) + 10 and width % 10 == 0
+    assert 3 * width <= trained_gates_for(b, 3) < 3 * (width + 10) + 10 and width % 10 == 0
+    assert trained_lut_cost("ice40", [width] * 3) <= lut_budget(b) < trained_lut_cost("ice40", [width + 10] * 3)
     assert f"sized for icebreaker: 3 x {width:,} gates" in err
     code, _, err = run(capsys, "train", "digits", "--board", "icebreaker", "--width", "100", "-o", str(tmp_path / "x"))
     _one_line_error(code, err, r"--board sizes the network's width: drop --width")
@@ -291,7 +292,7 @@ def test_board_keeps_the_configs_shape(capsys, tmp_path):
     import yaml
 
     from lgn_fpga.fpga.boards import load_board
-    from lgn_fpga.fpga.fit import size_widths, trained_gates_for
+    from lgn_fpga.fpga.fit import lut_budget, size_widths, trained_lut_cost
     b = load_board("icebreaker")
     code, _, err = run(capsys, "train", "digits", "--config", "digits-tiny", "--board", "icebreaker", "--kernel",
                        "reference", "--steps", "2", "--eval-every", "2", "--quiet", "-o", str(tmp_path / "r"))
@@ -300,7 +301,7 @@ def test_board_keeps_the_configs_shape(capsys, tmp_path):
     widths = size_widths(b, [800, 800, 500], 10)
     assert cfg["widths"] == widths and all(w % 10 == 0 for w in widths)
     assert widths[0] == widths[1] and abs(widths[2] / widths[0] - 500 / 800) < 0.05
-    assert sum(widths) <= trained_gates_for(b) < sum(widths) + 30
+    assert trained_lut_cost("ice40", widths) <= lut_budget(b) < trained_lut_cost("ice40", [w + 10 for w in widths])
     assert abs(cfg["group_tau"] - 10.0 * widths[2] / 500) < 1e-9
     assert f"sized for icebreaker: {widths[0]:,} + {widths[1]:,} + {widths[2]:,} gates" in err
     code, _, err = run(capsys, "train", "digits", "--config", "digits-tiny", "--board", "icebreaker", "--group-tau",

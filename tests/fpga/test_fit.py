@@ -70,3 +70,15 @@ def test_oversized_model_refused_with_estimate_and_budget():
     est = check_fit(big, load_board("icestick"), enforce=False)
     assert not est.fits and est.over()[0][2] == 1280
     assert check_fit(big, load_board("ulx3s-25f")).fits
+
+
+def test_trained_gate_cost_model_reproduces_the_builds_it_was_fitted_on():
+    """The ECP5 cost model (fit.TRAINED_GATE_COST) against measured CIFAR-10 builds (README, "FPGA builds")."""
+    from lgn_fpga.fpga.fit import lut_budget, size_widths, trained_lut_cost
+    for widths, measured, tol in (([16000] * 3 + [4000], 22756, 0.01), ([16000] * 4, 64033, 0.01),
+                                  ([8000] * 4, 31588, 0.02), ([24000] * 3 + [6000], 33117, 0.04)):
+        assert abs(trained_lut_cost("ecp5", widths) / measured - 1) < tol, widths
+    b = load_board("ulx3s")
+    w = size_widths(b, [16000, 16000, 16000, 4000], 10)
+    assert w[0] == w[1] == w[2] and abs(w[3] / w[0] - 0.25) < 0.01
+    assert trained_lut_cost("ecp5", w) <= lut_budget(b) < trained_lut_cost("ecp5", [x + 10 for x in w])
