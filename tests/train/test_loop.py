@@ -21,11 +21,13 @@ def params(run):
     return load_checkpoint(run)["model"]
 
 
-@pytest.mark.parametrize("mode", ["gumbel-ste", "softmax"])
-def test_resume_is_exact(tmp_path, mode):
-    a = L.Trainer(tiny(mode=mode), tmp_path / "a", progress=False)
+@pytest.mark.parametrize("mode,extra", [("gumbel-ste", {}), ("softmax", {}),
+                                        ("gumbel-ste", {"candidates": 4, "kernel": "auto"})])
+def test_resume_is_exact(tmp_path, mode, extra):
+    """Also with learned connections on the C kernel: their noise comes from the run's generator."""
+    a = L.Trainer(tiny(mode=mode, **extra), tmp_path / "a", progress=False)
     a.train()
-    b = L.Trainer(tiny(mode=mode, steps=10), tmp_path / "b", progress=False)
+    b = L.Trainer(tiny(mode=mode, steps=10, **extra), tmp_path / "b", progress=False)
     b.train()
     b2 = L.Trainer(tiny(steps=20), tmp_path / "b", resume=True, progress=False)
     assert b2.step == 10
