@@ -14,6 +14,8 @@ import torch
 
 from ..errors import LgnError
 from . import reference
+from . import connections
+from .connections import connection_grad
 
 __all__ = ["logic_layer", "logic_stack", "gumbel_ste_coefficients", "connection_pick", "connection_grad", "available_backends", "resolve_backend", "BACKENDS"]
 
@@ -130,9 +132,9 @@ def logic_stack(x, layers, backend: str = "reference"):
         conn = layer[4] if len(layer) > 4 else None
         y = logic_layer(x, a, b, c, c_in, backend=backend)
         if conn is not None:
-            from .connections import ConnectionSTE
             w, ws, cand, tau = conn
-            y = ConnectionSTE.apply(y, w, ws, x, cand, a, b, (c if c_in is None else c_in).detach(), tau, backend)
+            y = connections.ConnectionSTE.apply(y, w, ws, x, cand, a, b, (c if c_in is None else c_in).detach(), tau,
+                                                backend)
         x = y
     return x
 
@@ -157,17 +159,6 @@ def connection_pick(w, noise, scale: float, cand, backend: str = "reference"):
         from . import cpu
         return cpu.conn_pick(w, noise, scale, cand)
     return reference.connection_pick(w, noise, scale, cand)
-
-
-def connection_grad(g, x, a, b, c, cand, ws, tau: float, backend: str = "reference"):
-    """The gradient of the connection logits ``[2, N, K]`` (see :class:`lgn_fpga.kernels.connections.ConnectionSTE`):
-    the C kernel for a 0/1 float32 CPU input (bit-packed), else torch."""
-    if _use_c(backend, x):
-        from . import cpu
-        dw = cpu.conn_grad(g, x, a, b, c, cand, ws, tau)
-        if dw is not None:
-            return dw
-    return reference.connection_grad(g, x, a, b, c, cand, ws, tau)
 
 
 def _use_c(backend: str, t) -> bool:

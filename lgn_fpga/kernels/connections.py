@@ -7,7 +7,21 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["ConnectionSTE"]
+from . import reference
+
+__all__ = ["ConnectionSTE", "connection_grad"]
+
+
+def connection_grad(g, x, a, b, c, cand, ws, tau: float, backend: str = "reference"):
+    """The gradient of the connection logits ``[2, N, K]`` (see :class:`ConnectionSTE`): the C kernel for a
+    float32 CPU input under the ``cpu`` or ``auto`` backend (bit-packed when the input is 0/1), else torch."""
+    if backend in ("cpu", "auto") and x.device.type == "cpu" and x.dtype == torch.float32:
+        from . import cpu
+        if backend == "cpu" or cpu.available():
+            dw = cpu.conn_grad(g, x, a, b, c, cand, ws, tau)
+            if dw is not None:
+                return dw
+    return reference.connection_grad(g, x, a, b, c, cand, ws, tau)
 
 
 class ConnectionSTE(torch.autograd.Function):
@@ -32,6 +46,5 @@ class ConnectionSTE(torch.autograd.Function):
         ws, x, cand, a, b, c = ctx.saved_tensors
         dw = None
         if ctx.needs_input_grad[1]:
-            from . import connection_grad
             dw = connection_grad(g, x, a, b, c, cand, ws, ctx.tau, ctx.backend).to(ws.dtype)
         return g, dw, None, None, None, None, None, None, None, None
