@@ -177,8 +177,6 @@ def worker(args) -> dict:
         from lgn_fpga.kernels import cpu
         if not cpu.available():
             return {"error": f"C kernel unavailable: {cpu.unavailable_reason()}"}
-    if args.candidates > 1 and args.backend == "naive":
-        return {"error": "the naive layer has fixed wiring (no learned connections)"}
     net = build_net(L, W, "cpu", candidates=args.candidates)
     gen = torch.Generator().manual_seed(0)
     bits = (torch.rand(args.batch, N_INPUTS, generator=gen) < 0.5).float()

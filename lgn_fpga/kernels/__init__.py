@@ -15,7 +15,7 @@ import torch
 from ..errors import LgnError
 from . import reference
 from . import connections
-from .connections import connection_grad
+from .connections import connection_grad, connection_pick
 
 __all__ = ["logic_layer", "logic_stack", "gumbel_ste_coefficients", "connection_pick", "connection_grad", "available_backends", "resolve_backend", "BACKENDS"]
 
@@ -150,18 +150,3 @@ def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M, backend: str 
         if out is not None:
             return out
     return reference.gumbel_ste_coefficients(z, noise, scale, tau, M)
-
-
-def connection_pick(w, noise, scale: float, cand, backend: str = "reference"):
-    """Learned connections: ``(ws, a, b)``, the connection logits plus ``scale * noise`` and the signal each
-    gate input reads (the argmax candidate), see :func:`.reference.connection_pick`."""
-    if _use_c(backend, w):
-        from . import cpu
-        return cpu.conn_pick(w, noise, scale, cand)
-    return reference.connection_pick(w, noise, scale, cand)
-
-
-def _use_c(backend: str, t) -> bool:
-    if backend == "auto":
-        backend = resolve_backend("auto", t.device)
-    return backend == "cpu" and t.device.type == "cpu" and t.dtype == torch.float32

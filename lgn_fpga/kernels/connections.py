@@ -9,18 +9,34 @@ import torch
 
 from . import reference
 
-__all__ = ["ConnectionSTE", "connection_grad"]
+__all__ = ["ConnectionSTE", "connection_pick", "connection_grad"]
+
+
+def _c_kernel(backend: str, t) -> bool:
+    """Whether the C kernel serves ``t`` under ``backend`` (``auto``: on a CPU when the library builds)."""
+    if backend not in ("cpu", "auto") or t.device.type != "cpu" or t.dtype != torch.float32:
+        return False
+    from . import cpu
+    return backend == "cpu" or cpu.available()
+
+
+def connection_pick(w, noise, scale: float, cand, backend: str = "reference"):
+    """Learned connections: ``(ws, a, b)``, the connection logits plus ``scale * noise`` and the signal each
+    gate input reads (the argmax candidate), see :func:`.reference.connection_pick`."""
+    if _c_kernel(backend, w):
+        from . import cpu
+        return cpu.conn_pick(w, noise, scale, cand)
+    return reference.connection_pick(w, noise, scale, cand)
 
 
 def connection_grad(g, x, a, b, c, cand, ws, tau: float, backend: str = "reference"):
     """The gradient of the connection logits ``[2, N, K]`` (see :class:`ConnectionSTE`): the C kernel for a
     float32 CPU input under the ``cpu`` or ``auto`` backend (bit-packed when the input is 0/1), else torch."""
-    if backend in ("cpu", "auto") and x.device.type == "cpu" and x.dtype == torch.float32:
+    if _c_kernel(backend, x):
         from . import cpu
-        if backend == "cpu" or cpu.available():
-            dw = cpu.conn_grad(g, x, a, b, c, cand, ws, tau)
-            if dw is not None:
-                return dw
+        dw = cpu.conn_grad(g, x, a, b, c, cand, ws, tau)
+        if dw is not None:
+            return dw
     return reference.connection_grad(g, x, a, b, c, cand, ws, tau)
 
 

@@ -428,8 +428,17 @@ def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M):
 
 
 def _check_candidates(cand, F):
+    """Raise ValueError unless every candidate index lies in ``[0, F)``.  Checked once per candidate tensor
+    version (the candidates are a buffer that training never changes; the check ran twice per layer per step)."""
+    key = (cand.data_ptr(), cand._version, tuple(cand.shape), int(F))
+    if getattr(cand, "_lgn_checked", None) == key:
+        return
     if cand.numel() and (int(cand.min()) < 0 or int(cand.max()) >= F):
         raise ValueError(f"candidate indices must lie in [0, {F})")
+    try:
+        cand._lgn_checked = key
+    except (AttributeError, RuntimeError):
+        pass  # some tensor subclasses refuse attributes: checked every time, still correct
 
 
 def conn_pick(w, noise, scale: float, cand):
@@ -462,25 +471,22 @@ def conn_grad(g, x, a, b, c, cand, ws, tau: float):
     bits = torch.empty((F, (B + 63) // 64), dtype=torch.int64)
     if F and B and lib.lgn_pack(x.data_ptr(), F, B, bits.data_ptr(), num_threads()) == 0:
         return _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau)
-    _, N, K = cand.shape
-    g, c, cand, ws = g.contiguous().float(), c.contiguous().float(), cand.contiguous(), ws.contiguous().float()
-    dw = torch.zeros((2, N, K), dtype=torch.float32)
-    if N and B and lib.lgn_conn_grad_float(x.data_ptr(), B, g.data_ptr(), a.contiguous().data_ptr(),
-                                           b.contiguous().data_ptr(), c.data_ptr(), cand.data_ptr(), ws.data_ptr(),
-                                           float(tau), N, K, dw.data_ptr(), num_threads()):
-        raise MemoryError("lgn_conn_grad_float: out of memory for the per-thread buffers")
-    return dw
+    return _conn_grad_call(lib.lgn_conn_grad_float, x, B, g, a, b, c, cand, ws, tau)
 
 
 def _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau):
     """:func:`conn_grad` on the packed input ``bits`` ``[F, ceil(B/64)]`` (validated indices)."""
+    return _conn_grad_call(_lib().lgn_conn_grad, bits, B, g, a, b, c, cand, ws, tau)
+
+
+def _conn_grad_call(fn, x, B, g, a, b, c, cand, ws, tau):
+    """``dw [2, N, K]`` from one of the C connection-gradient kernels (``x``: bits or floats, as ``fn`` reads)."""
     _, N, K = cand.shape
     g, c, cand, ws = g.contiguous().float(), c.contiguous().float(), cand.contiguous(), ws.contiguous().float()
     dw = torch.zeros((2, N, K), dtype=torch.float32)
-    if N and B and _lib().lgn_conn_grad(bits.data_ptr(), B, g.data_ptr(), a.contiguous().data_ptr(),
-                                        b.contiguous().data_ptr(), c.data_ptr(), cand.data_ptr(), ws.data_ptr(),
-                                        float(tau), N, K, dw.data_ptr(), num_threads()):
-        raise MemoryError("lgn_conn_grad: out of memory for the per-thread buffers")
+    if N and B and fn(x.data_ptr(), B, g.data_ptr(), a.contiguous().data_ptr(), b.contiguous().data_ptr(),
+                      c.data_ptr(), cand.data_ptr(), ws.data_ptr(), float(tau), N, K, dw.data_ptr(), num_threads()):
+        raise MemoryError("the connection-gradient kernel ran out of memory for its per-thread buffers")
     return dw
 
 

@@ -591,7 +591,8 @@ EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RES
 
 /*
  * Learned connections (lgn_fpga.kernels.connections.ConnectionSTE; HardStack calls lgn_conn_grad in its
- * backward).  R = 2N rows (input A of every gate, then input B), K candidates each: w, ws [R, K] float, cand [R, K] int64 (validated by the caller).
+ * backward).  R = 2N rows (input A of every gate, then input B), K candidates each: w, ws [R, K] float,
+ * cand [R, K] int64 (validated by the caller).
  *
  * lgn_conn_pick: ws = w + scale*noise (noise may be NULL: ws = w), j = the first argmax of ws,
  * sel[r] = cand[r, j] (the signal read this step).
@@ -620,81 +621,80 @@ static inline void conn_dw(const float *RESTRICT h, const float *RESTRICT wsr, f
     for (int64_t k = 0; k < K; k++) dwr[k] = p[k] * (h[k] - ph) / tau;
 }
 
+/* sum_s d[s] * (bit s of row), over W words; d holds 64 W floats, zero beyond the batch. */
+static inline float bits_dot(const float *RESTRICT d, const uint64_t *RESTRICT row, int64_t W) {
+#if defined(__AVX512F__)
+    __m512 v = _mm512_setzero_ps();
+    for (int64_t wd = 0; wd < W; wd++)
+        for (int q = 0; q < 4; q++)
+            v = _mm512_add_ps(v, _mm512_maskz_loadu_ps((__mmask16)(row[wd] >> (16 * q)), d + 64 * wd + 16 * q));
+    return _mm512_reduce_add_ps(v);
+#else
+    float acc = 0.f;
+    for (int64_t wd = 0; wd < W; wd++)
+        for (int j = 0; j < 64; j++) acc += ((row[wd] >> j) & 1u) ? d[64 * wd + j] : 0.f;
+    return acc;
+#endif
+}
+
 /*
- * lgn_conn_grad: the gradient of the connection logits.  With the layer's output gradient g [N, B], its input
- * bits xbits [F, W] (W = ceil(B/64) words per row, lgn_pack's layout), the picked inputs a, b [N] and the
- * coefficients c [N, 4] the input gradient flows through:
+ * The gradient of the connection logits.  With the layer's output gradient g [N, B], its input x, the picked
+ * inputs a, b [N] and the coefficients c [N, 4] the input gradient flows through:
  *   dA = g * (c1 + c3*Bv), dB = g * (c2 + c3*A),
  *   h[r, k] = sum_s d_r[s] * x[cand[r, k], s]          (d_r = dA of gate r for r < N, dB of gate r - N after)
  *   dw[r, k] = p_k * (h_k - sum_j p_j h_j) / tau,      p = softmax(ws[r] / tau).
- * One gate per iteration, its dA and dB in a per-thread buffer of 2B floats; K <= 64.
+ * x is bits [F, W] (W = ceil(B/64) words per row, lgn_pack's layout) when packed, else floats [F, B]. One gate
+ * per iteration, its dA and dB in a per-thread buffer; K <= 64.
  */
-EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g,
-                         const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
-                         const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N, int64_t K,
-                         float *RESTRICT dw, int nthreads) {
-    const int64_t W = (B + 63) / 64;
+static int conn_grad(const void *RESTRICT x, int packed, int64_t B, const float *RESTRICT g,
+                     const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
+                     const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N, int64_t K,
+                     float *RESTRICT dw, int nthreads) {
+    const int64_t W = (B + 63) / 64, S = packed ? 64 * W : B;   /* S: the stride of dA and dB */
+    const uint64_t *RESTRICT xbits = (const uint64_t *)x;
+    const float *RESTRICT xf = (const float *)x;
     int failed = K > 64;
     if (failed) return failed;
 #pragma omp parallel num_threads(clamp_threads(nthreads)) reduction(| : failed)
     {
-        float *buf = (float *)malloc(sizeof(float) * (size_t)(2 * W * 64));
+        float *buf = (float *)malloc(sizeof(float) * (size_t)(2 * S > 0 ? 2 * S : 1));
         if (!buf) failed = 1;
 #pragma omp for schedule(dynamic, 64)
         for (int64_t n = 0; n < N; n++) {
             if (!buf) continue;
-            float *RESTRICT dA = buf, *RESTRICT dB = buf + W * 64;
-            const uint64_t *RESTRICT xa = xbits + a[n] * W, *RESTRICT xb = xbits + b[n] * W;
+            float *RESTRICT dA = buf, *RESTRICT dB = buf + S;
             const float *RESTRICT gn = g + n * B;
             const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
-            for (int64_t wd = 0; wd < W; wd++) {
-                const uint64_t wa = xa[wd], wb = xb[wd];
-                const int64_t s0 = 64 * wd, m = B - s0 < 64 ? B - s0 : 64;
-                float *RESTRICT da = dA + s0, *RESTRICT db = dB + s0;
-                const float *RESTRICT gs = gn + s0;
-#if defined(__AVX512F__)
-                if (m == 64) {
-                    const __m512 v1 = _mm512_set1_ps(c1), v13 = _mm512_set1_ps(c1 + c3);
-                    const __m512 v2 = _mm512_set1_ps(c2), v23 = _mm512_set1_ps(c2 + c3);
-                    for (int q = 0; q < 4; q++) {
-                        const __m512 gv = _mm512_loadu_ps(gs + 16 * q);
-                        const __mmask16 ma = (__mmask16)(wa >> (16 * q)), mb = (__mmask16)(wb >> (16 * q));
-                        _mm512_storeu_ps(da + 16 * q, _mm512_mul_ps(gv, _mm512_mask_blend_ps(mb, v1, v13)));
-                        _mm512_storeu_ps(db + 16 * q, _mm512_mul_ps(gv, _mm512_mask_blend_ps(ma, v2, v23)));
-                    }
-                    continue;
+            if (packed) {
+                const uint64_t *RESTRICT xa = xbits + a[n] * W, *RESTRICT xb = xbits + b[n] * W;
+                memset(buf, 0, sizeof(float) * (size_t)(2 * S));
+                FOR_HALVES(B, xb, xa, {
+                    dx_half(dA + s0, gn + s0, hp, m, c1, c1 + c3);   /* hp: B's bits */
+                    dx_half(dB + s0, gn + s0, hq, m, c2, c2 + c3);   /* hq: A's bits */
+                })
+            } else {
+                const float *RESTRICT xa = xf + a[n] * B, *RESTRICT xb = xf + b[n] * B;
+#pragma omp simd
+                for (int64_t s = 0; s < B; s++) {
+                    dA[s] = gn[s] * (c1 + c3 * xb[s]);
+                    dB[s] = gn[s] * (c2 + c3 * xa[s]);
                 }
-#endif
-                for (int64_t j = 0; j < m; j++) {
-                    const float av = (float)((wa >> j) & 1u), bv = (float)((wb >> j) & 1u);
-                    da[j] = gs[j] * (c1 + c3 * bv);
-                    db[j] = gs[j] * (c2 + c3 * av);
-                }
-                for (int64_t j = m; j < 64; j++) da[j] = db[j] = 0.f;
             }
             for (int side = 0; side < 2; side++) {
                 const float *RESTRICT d = side ? dB : dA;
                 const int64_t r = (int64_t)side * N + n;
                 float h[64];
                 for (int64_t k = 0; k < K; k++) {
-                    const uint64_t *RESTRICT xr = xbits + cand[r * K + k] * W;
-                    float acc = 0.f;
-#if defined(__AVX512F__)
-                    __m512 va = _mm512_setzero_ps();
-                    for (int64_t wd = 0; wd < W; wd++) {
-                        const uint64_t word = xr[wd];
-                        for (int q = 0; q < 4; q++)
-                            va = _mm512_add_ps(va, _mm512_maskz_loadu_ps((__mmask16)(word >> (16 * q)), d + 64 * wd + 16 * q));
+                    const int64_t row = cand[r * K + k];
+                    if (packed) {
+                        h[k] = bits_dot(d, xbits + row * W, W);
+                    } else {
+                        const float *RESTRICT xr = xf + row * B;
+                        float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+                        for (int64_t s = 0; s < B; s++) acc += d[s] * xr[s];
+                        h[k] = acc;
                     }
-                    acc = _mm512_reduce_add_ps(va);
-#else
-                    for (int64_t wd = 0; wd < W; wd++) {
-                        const uint64_t word = xr[wd];
-                        const float *RESTRICT dw64 = d + 64 * wd;
-                        for (int j = 0; j < 64; j++) acc += ((word >> j) & 1u) ? dw64[j] : 0.f;
-                    }
-#endif
-                    h[k] = acc;
                 }
                 conn_dw(h, ws + r * K, tau, K, dw + r * K);
             }
@@ -704,45 +704,20 @@ EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float 
     return failed;
 }
 
-/* lgn_conn_grad_float: lgn_conn_grad for a float input x [F, B] (the softmax relaxation's soft activations). */
+/* conn_grad on the input bits the bit-packed stack keeps (HardStack's backward). */
+EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g,
+                         const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
+                         const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N, int64_t K,
+                         float *RESTRICT dw, int nthreads) {
+    return conn_grad(xbits, 1, B, g, a, b, c, cand, ws, tau, N, K, dw, nthreads);
+}
+
+/* conn_grad on a float input x [F, B] (the softmax relaxation's soft activations). */
 EXPORT int lgn_conn_grad_float(const float *RESTRICT x, int64_t B, const float *RESTRICT g,
                                const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
                                const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N,
                                int64_t K, float *RESTRICT dw, int nthreads) {
-    int failed = K > 64;
-    if (failed) return failed;
-#pragma omp parallel num_threads(clamp_threads(nthreads)) reduction(| : failed)
-    {
-        float *buf = (float *)malloc(sizeof(float) * (size_t)(2 * B > 0 ? 2 * B : 1));
-        if (!buf) failed = 1;
-#pragma omp for schedule(dynamic, 64)
-        for (int64_t n = 0; n < N; n++) {
-            if (!buf) continue;
-            float *RESTRICT dA = buf, *RESTRICT dB = buf + B;
-            const float *RESTRICT xa = x + a[n] * B, *RESTRICT xb = x + b[n] * B, *RESTRICT gn = g + n * B;
-            const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
-#pragma omp simd
-            for (int64_t s = 0; s < B; s++) {
-                dA[s] = gn[s] * (c1 + c3 * xb[s]);
-                dB[s] = gn[s] * (c2 + c3 * xa[s]);
-            }
-            for (int side = 0; side < 2; side++) {
-                const float *RESTRICT d = side ? dB : dA;
-                const int64_t r = (int64_t)side * N + n;
-                float h[64];
-                for (int64_t k = 0; k < K; k++) {
-                    const float *RESTRICT xr = x + cand[r * K + k] * B;
-                    float acc = 0.f;
-#pragma omp simd reduction(+ : acc)
-                    for (int64_t s = 0; s < B; s++) acc += d[s] * xr[s];
-                    h[k] = acc;
-                }
-                conn_dw(h, ws + r * K, tau, K, dw + r * K);
-            }
-        }
-        free(buf);
-    }
-    return failed;
+    return conn_grad(x, 0, B, g, a, b, c, cand, ws, tau, N, K, dw, nthreads);
 }
 
 /*

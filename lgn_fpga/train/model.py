@@ -25,7 +25,7 @@ from torch import nn
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError
 from ..gates import NUM_GATES, PASS_A, torch_coeffs
-from ..kernels import connection_pick, gumbel_ste_coefficients, logic_layer, logic_stack
+from ..kernels import connection_pick, gumbel_ste_coefficients, logic_stack
 from .config import TrainConfig
 from .wiring import SCHEMES, check_window, input_sites, layer_sites, local_connections
 
@@ -147,15 +147,10 @@ class LogicLayer(nn.Module):
             cand = torch.stack([torch.stack([a] + [m[0] for m in more], 1), torch.stack([b] + [m[1] for m in more], 1)])
             self.register_buffer("cand", cand.to(torch.int64).contiguous())        # [2, N, K]
             self.conn_logits = nn.Parameter(torch.randn(2, self.out_dim, self.candidates, generator=gen))
-            a, b = self._pick(self.conn_logits.detach().argmax(-1))
+            a, b = (t.clone() for t in connection_pick(self.conn_logits, None, 0.0, self.cand)[1:])
         # The deployed wiring (with candidates: the argmax pick, refreshed by deployed_wiring()).
         self.register_buffer("a", a.to(torch.int64))
         self.register_buffer("b", b.to(torch.int64))
-
-    def _pick(self, j):
-        """Input indices ``(a, b)`` of the candidates ``j`` ``[2, N]``."""
-        ab = self.cand.gather(2, j.unsqueeze(-1)).squeeze(-1)
-        return ab[0].clone(), ab[1].clone()
 
     def wiring(self, r: Relaxation, backend: str = "reference"):
         """``(a, b, conn)``: the inputs each gate reads in this forward and, with learned connections and
@@ -174,7 +169,7 @@ class LogicLayer(nn.Module):
     def deployed_wiring(self):
         """The wiring of the deployed network (``a``, ``b``): fixed, or the argmax pick of learned connections."""
         if self.candidates > 1:
-            a, b = self._pick(self.conn_logits.detach().argmax(-1))
+            _, a, b = connection_pick(self.conn_logits, None, 0.0, self.cand)
             self.a.copy_(a)
             self.b.copy_(b)
         return self.a, self.b
@@ -195,10 +190,7 @@ class LogicLayer(nn.Module):
 
     def forward(self, x, r: Relaxation, backend: str = "reference"):
         a, b, conn = self.wiring(r, backend)
-        c, c_in = self.coefficients(r, backend)
-        if conn is None:
-            return logic_layer(x, a, b, c, c_in, backend=backend)
-        return logic_stack(x, [(a, b, c, c_in, conn)], backend)
+        return logic_stack(x, [(a, b, *self.coefficients(r, backend), conn)], backend)
 
     def gate_ids(self) -> np.ndarray:
         """The deployed gate of every neuron (argmax of its logits)."""
