@@ -40,6 +40,9 @@ _OVERRIDES = [
     ("--window", "window", int, "Patch size (odd, in pixels) of local wiring (default 5)."),
     ("--candidates", "candidates", int, "Learned connections: each gate input chooses among this many signals "
      "drawn by the wiring scheme (default 1: fixed wiring; docs/wiring.md)."),
+    ("--flip/--no-flip", "flip", None, "Augmentation: mirror each training image left-right with probability 1/2 "
+     "(natural images such as CIFAR-10, not digits)."),
+    ("--shift", "shift", int, "Augmentation: translate each training image by up to this many pixels (0 fill)."),
     ("--init", "init", click.Choice(["normal", "residual"]), "Logit initialization."),
     ("--seed", "seed", int, "Seed of wiring, initialization, data order and noise."),
     ("--eval-every", "eval_every", int, "Steps between validation evaluations and checkpoints."),

@@ -17,9 +17,36 @@ from . import reference
 from . import connections
 from .connections import connection_grad, connection_pick
 
-__all__ = ["logic_layer", "logic_stack", "gumbel_ste_coefficients", "connection_pick", "connection_grad", "available_backends", "resolve_backend", "BACKENDS"]
+__all__ = ["gumbel_noise", "logic_layer", "logic_stack", "gumbel_ste_coefficients", "connection_pick", "connection_grad", "available_backends", "resolve_backend", "BACKENDS"]
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
+
+
+def _c_available() -> bool:
+    try:
+        from . import cpu
+        return cpu.available()
+    except Exception:
+        return False
+
+
+def gumbel_noise(shape, generator=None, device=None) -> torch.Tensor:
+    """Standard Gumbel samples ``-log(-log(U))``, ``U ~ Uniform(0, 1)``, drawn from ``generator``.
+
+    On a CPU with the C kernel: one 62-bit key from ``generator``, then the counter-based stream of
+    ``lgn_gumbel_noise`` (logic_cpu.c), about 1 ns a value where torch's ``-log(-log(rand))`` took 10 ns
+    (half of a 48k-gate Gumbel-STE step; docs/kernels.md).  Every backend draws through here, so reference
+    and C kernels see the same noise, and the generator's state (checkpointed) fixes it.  Elsewhere (a GPU,
+    no C compiler): torch's uniforms, from which the clamp keeps the inner log finite.
+    """
+    dev = torch.device(device) if device is not None else (
+        generator.device if generator is not None else torch.device("cpu"))
+    if dev.type == "cpu" and _c_available():
+        from . import cpu
+        key = int(torch.randint(0, 1 << 62, (), generator=generator, dtype=torch.int64))
+        return cpu.gumbel_noise(shape, key)
+    u = torch.rand(shape, generator=generator, device=device)
+    return -torch.log(-torch.log(u.clamp_min(1e-38)))
 
 
 def available_backends() -> list[str]:
@@ -111,20 +138,23 @@ def logic_layer(x, a, b, c, c_in=None, backend: str = "reference"):
     raise ValueError(f"kernel must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
-def logic_stack(x, layers, backend: str = "reference"):
+def logic_stack(x, layers, backend: str = "reference", groups: int | None = None):
     """Logic layers one after the other: ``layers`` is a list of ``(a, b, c, c_in)`` (see :func:`logic_layer`),
     or ``(a, b, c, c_in, conn)`` with ``conn`` None or a layer's learned connections ``(w, ws, cand, tau)``
     (their logits receive the straight-through gradient, :class:`.connections.ConnectionSTE`).
 
     With the C kernel and a hard forward (every gate hard, every input 0/1: Gumbel-STE training, argmax
     evaluation) the whole stack runs bit-packed, 64 samples per word, and keeps only bits for the backward;
-    otherwise it is :func:`logic_layer` layer by layer.  Returns the last layer's ``[N, B]`` float output.
+    otherwise it is :func:`logic_layer` layer by layer.  Returns the last layer's ``[N, B]`` float output, or
+    with ``groups`` the sums ``[groups, B]`` of its ``groups`` contiguous blocks (GroupSum's counts).
     """
     if backend == "auto":
         backend = resolve_backend("auto", x.device)
+    if groups is not None and layers and layers[-1][0].shape[0] % groups:
+        raise ValueError(f"last layer width {layers[-1][0].shape[0]} is not divisible by {groups} classes")
     if backend == "cpu":
         from . import cpu
-        y = cpu.hard_stack(x, list(layers))
+        y = cpu.hard_stack(x, list(layers), groups)
         if y is not None:
             return y
     for layer in layers:
@@ -136,7 +166,7 @@ def logic_stack(x, layers, backend: str = "reference"):
             y = connections.ConnectionSTE.apply(y, w, ws, x, cand, a, b, (c if c_in is None else c_in).detach(), tau,
                                                 backend)
         x = y
-    return x
+    return x if groups is None else x.reshape(groups, -1, x.shape[1]).sum(1)
 
 
 def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M, backend: str = "reference"):

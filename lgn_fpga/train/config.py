@@ -33,6 +33,8 @@ class TrainConfig:
     data_dir: str | None = None        # None: $LGN_FPGA_DATA, then the download cache
     val_size: float | None = None      # images (>=1) or fraction (<1) from the end of train; None: dataset default
     thresholds: int | list = 3         # per channel: a count (uniform on 0..255) or explicit integer thresholds
+    flip: bool = False                 # augmentation: mirror each training image left-right with probability 1/2
+    shift: int = 0                     # augmentation: translate each training image by up to this many pixels
     # -- architecture ---------------------------------------------------------
     layers: int = 4
     width: int = 1000                  # neurons per layer (a multiple of the class count for the last layer)
@@ -100,7 +102,7 @@ _CHOICES = {
 }
 _POSITIVE = {"layers", "width", "candidates", "batch_size", "steps", "epochs", "eval_every", "eval_batch", "group_tau", "gumbel_tau",
              "lr", "threads", "val_size", "target_acc"}
-_NON_NEGATIVE = {"noise", "noise_final", "lr_final", "weight_decay", "residual_logit"}
+_NON_NEGATIVE = {"shift", "noise", "noise_final", "lr_final", "weight_decay", "residual_logit"}
 _AT_MOST = {"threads": 1024,  # torch segfaults creating 100,000 OpenMP threads
             "target_acc": 1}  # an accuracy, a fraction (0.9, not 90)
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 import yaml
 
 from ..data.datasets import DataBundle, load
+from ..data.augment import augment, augment_generator
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..kernels import resolve_backend
@@ -193,6 +194,9 @@ class Trainer:
             self.enc = ThermometerEncoding.make(self.data.shape, cfg.thresholds)
         except ValueError as e:
             raise ConfigError(f"thresholds: {e}") from None
+        if cfg.shift >= min(self.data.shape[1:]):
+            raise ConfigError(f"shift {cfg.shift} must be below the image size {self.data.shape[1]} x "
+                              f"{self.data.shape[2]} of {cfg.dataset} (a few pixels: 2 to 4 for CIFAR-10)")
         as_t = lambda s: (torch.from_numpy(s.images).to(self.device), torch.from_numpy(s.labels).to(self.device))
         self.train_x, self.train_y = as_t(self.data.train)
         self.val_x, self.val_y = as_t(self.data.val)
@@ -342,9 +346,12 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size)
-        idx = idx.chunk(self.world)[self.rank].to(self.device)
-        x = self.enc.encode_torch(self.train_x[idx])
-        y = self.train_y[idx]
+        # Augmented as one global batch (draws from (seed, step) alone), then this process's slice.
+        images = augment(self.train_x[idx.to(self.device)], cfg.flip, cfg.shift,
+                         augment_generator(cfg.seed, self.step))
+        mine = torch.arange(len(idx)).chunk(self.world)[self.rank].to(self.device)
+        x = self.enc.encode_torch(images[mine])
+        y = self.train_y[idx.to(self.device)][mine]
         out = self.train_model(x, self.relaxation(self.step), self.backend)
         loss = F.cross_entropy(out, y)
         if not torch.isfinite(loss):

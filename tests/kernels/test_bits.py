@@ -32,8 +32,9 @@ def hard_layers(dims, gen, soft_input_grad):
     return out
 
 
-def run(backend, x0, layers, R, soft_input_grad, x_grad):
-    """Gumbel-STE coefficients as the model forms them; returns (y, dx, [dz per layer])."""
+def run(backend, x0, layers, R, soft_input_grad, x_grad, groups=None):
+    """Gumbel-STE coefficients as the model forms them; returns (y, dx, [dz per layer]) (with ``groups``, y is
+    the sums of the last layer's contiguous groups)."""
     M = torch_coeffs()
     x = x0.clone().requires_grad_(x_grad)
     zs, stack = [], []
@@ -48,8 +49,10 @@ def run(backend, x0, layers, R, soft_input_grad, x_grad):
         y = x
         for a, b, c, c_in in stack:
             y = logic_layer(y, a, b, c, c_in, backend="reference")
+        if groups:
+            y = y.reshape(groups, -1, y.shape[1]).sum(1)
     else:
-        y = logic_stack(x, stack, backend="cpu")
+        y = logic_stack(x, stack, backend="cpu", groups=groups)
         assert type(y.grad_fn).__name__.startswith("HardStack"), y.grad_fn   # the bit-packed path ran
     (y * R).sum().backward()
     return y.detach(), x.grad, [z.grad for z in zs]
@@ -58,14 +61,15 @@ def run(backend, x0, layers, R, soft_input_grad, x_grad):
 @pytest.mark.parametrize("B", [1, 37, 64, 65, 130, 513])   # 513: rows of 9 words, the switch path
 @pytest.mark.parametrize("soft_input_grad", [False, True])
 @pytest.mark.parametrize("x_grad", [False, True])
-def test_hard_stack_equals_reference(B, soft_input_grad, x_grad):
+@pytest.mark.parametrize("groups", [None, 5])
+def test_hard_stack_equals_reference(B, soft_input_grad, x_grad, groups):
     gen = torch.Generator().manual_seed(B + 10 * soft_input_grad + 100 * x_grad)
     dims = [53, 77, 41, 30]
     layers = hard_layers(dims, gen, soft_input_grad)
     x = (torch.rand(dims[0], B, generator=gen) < 0.5).float()
-    R = torch.randn(dims[-1], B, generator=gen)
-    ref = run("reference", x, layers, R, soft_input_grad, x_grad)
-    got = run("cpu", x, layers, R, soft_input_grad, x_grad)
+    R = torch.randn(groups or dims[-1], B, generator=gen)
+    ref = run("reference", x, layers, R, soft_input_grad, x_grad, groups)
+    got = run("cpu", x, layers, R, soft_input_grad, x_grad, groups)
     assert torch.equal(got[0], ref[0])                     # hard gates on bits: exact
     if x_grad:
         assert_close(got[1], ref[1], "dx")
@@ -73,6 +77,13 @@ def test_hard_stack_equals_reference(B, soft_input_grad, x_grad):
         assert got[1] is None
     for i, (u, v) in enumerate(zip(got[2], ref[2])):
         assert_close(u, v, f"layer {i} dlogits")
+
+
+def test_groups_must_divide_the_last_layer():
+    a, b = torch.zeros(6, dtype=torch.int64), torch.ones(6, dtype=torch.int64)
+    c = torch_coeffs()[torch.full((6,), 3)]
+    with pytest.raises(ValueError, match="width 6 is not divisible by 4"):
+        logic_stack(torch.ones(2, 3), [(a, b, c, None)], "cpu", groups=4)
 
 
 def test_every_gate_matches_its_truth_table():

@@ -22,9 +22,11 @@ def params(run):
 
 
 @pytest.mark.parametrize("mode,extra", [("gumbel-ste", {}), ("softmax", {}),
-                                        ("gumbel-ste", {"candidates": 4, "kernel": "auto"})])
+                                        ("gumbel-ste", {"candidates": 4, "kernel": "auto"}),
+                                        ("gumbel-ste", {"flip": True, "shift": 1})])
 def test_resume_is_exact(tmp_path, mode, extra):
-    """Also with learned connections on the C kernel: their noise comes from the run's generator."""
+    """Also with learned connections on the C kernel (their noise comes from the run's generator) and with
+    augmentation (its draws come from the seed and the step)."""
     a = L.Trainer(tiny(mode=mode, **extra), tmp_path / "a", progress=False)
     a.train()
     b = L.Trainer(tiny(mode=mode, steps=10, **extra), tmp_path / "b", progress=False)
@@ -121,3 +123,9 @@ def test_batch_order_is_a_function_of_seed_and_step():
     assert not torch.equal(a, L.batch_indices(4, 41, 1000, 32))
     epoch = torch.cat([L.batch_indices(0, s, 100, 10) for s in range(10)])
     assert sorted(epoch.tolist()) == list(range(100))  # every image once per epoch
+
+
+def test_shift_as_large_as_the_image_is_a_config_error(tmp_path):
+    from lgn_fpga.errors import ConfigError
+    with pytest.raises(ConfigError, match="shift 8 must be below the image size 8 x 8"):
+        L.Trainer(tiny(shift=8), tmp_path / "run", progress=False)

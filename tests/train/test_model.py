@@ -106,6 +106,16 @@ def test_groupsum():
         GroupSum(4)(y)
 
 
+def test_groupsum_gradient_is_autograds():
+    y = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(5, 4, dtype=torch.float64)
+    (GroupSum(4, tau=3.0)(y) * w).sum().backward()
+    y2 = y.detach().clone().requires_grad_()
+    (y2.reshape(4, 3, 5).sum(1).t() / 3.0 * w).sum().backward()
+    assert torch.equal(y.grad, y2.grad)
+    assert torch.autograd.gradcheck(lambda t: GroupSum(4, tau=3.0)(t), (y.detach().requires_grad_(),))
+
+
 def test_connections():
     g = torch.Generator().manual_seed(0)
     a, b = make_connections(100, 80, "random", g)
