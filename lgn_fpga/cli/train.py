@@ -277,6 +277,9 @@ def info(run):
     lr = (f"{cfg['lr']}" if cfg.get("lr_schedule", "constant") == "constant"
           else f"{cfg['lr']} -> {cfg['lr_final']} ({cfg['lr_schedule']})")
     click.echo(f"optimizer    AdamW lr {lr}, batch {cfg['batch_size']}, seed {cfg['seed']}")
+    aug = [w for w, on in (("left-right flips", cfg.get("flip")),
+                           (f"shifts up to {cfg.get('shift')} px", cfg.get("shift"))) if on]
+    click.echo(f"augmentation {', '.join(aug) if aug else 'none'}")
     click.echo(f"progress     step {st['step']} / {cfg['steps']}, {st.get('elapsed', 0):.0f} s training")
     if val:
         b = max(val, key=lambda m: m["val_acc_discrete"])

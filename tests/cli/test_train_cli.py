@@ -28,6 +28,16 @@ def test_train_info_plot(tmp_path, capsys):
     assert code == 0 and (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_augmentation_options_reach_the_run_and_info(tmp_path, capsys):
+    code, out, err = run(capsys, "train", "digits", *TINY, "--steps", "4", "--eval-every", "4", "--flip", "--shift",
+                         "1", "-o", str(tmp_path / "r"))
+    assert code == 0, err
+    code, out, _ = run(capsys, "info", str(tmp_path / "r"))
+    assert "augmentation left-right flips, shifts up to 1 px" in out
+    code, out, err = run(capsys, "train", "digits", *TINY, "--shift", "-1", "-o", str(tmp_path / "s"))
+    assert code != 0 and "shift" in err and "Traceback" not in err
+
+
 def test_info_plot_show_target_and_paper_metrics_and_read_older_runs(tmp_path, capsys):
     import json
     code, _, err = run(capsys, "train", "digits", *TINY, "--steps", "20", "--eval-every", "10", "--target-acc", "0.01",
