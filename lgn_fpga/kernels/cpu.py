@@ -38,7 +38,7 @@ __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "fo
            "conn_pick", "conn_grad", "reverse_index_c"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 5
+ABI_VERSION = 6
 
 _i64 = ctypes.c_int64
 _int = ctypes.c_int
@@ -50,6 +50,7 @@ _SIGNATURES = {
     "lgn_backward_c": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
     "lgn_backward_xc": ([_p, _i64, _i64, _p, _p, _p, _p, _p, _p, _p, _p, _int], None),
     "lgn_pack": ([_p, _i64, _i64, _p, _int], _i64),
+    "lgn_use_tiles": ([_int], _int),
     "lgn_gumbel_noise": ([_p, _i64, ctypes.c_uint64, _int], None),
     "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _int], None),
     "lgn_gumbel_coeffs_backward": ([_p, _p, _f32, _p, _i64, _p, _int], None),

@@ -183,3 +183,25 @@ def test_wiring_changed_in_place_is_noticed():
     a[0] = 20
     with pytest.raises(ValueError, match=r"wiring indices must lie in \[0, 20\)"):
         logic_stack(x, [(a, b, c, None)], "cpu")
+
+
+@pytest.mark.parametrize("B", [1, 16, 37, 128, 130, 300])
+def test_tiled_backward_equals_the_generic_one(B):
+    """The AVX-512 backward (register tiles of 128 samples) against the generic loop: dx bit for bit, dc up to
+    the order of its sums; B covers partial chunks, one tile, and tiles plus a tail."""
+    lib = cpu._lib()
+    if not lib.lgn_use_tiles(1):
+        pytest.skip("this build has no AVX-512 form")
+    gen = torch.Generator().manual_seed(B)
+    layers = hard_layers([40, 90, 50], gen, True)
+    x = (torch.rand(40, B, generator=gen) < 0.5).float()
+    R = torch.randn(50, B, generator=gen)
+    try:
+        tiled = run("cpu", x, layers, R, True, True)
+        lib.lgn_use_tiles(0)
+        generic = run("cpu", x, layers, R, True, True)
+    finally:
+        lib.lgn_use_tiles(1)
+    assert torch.equal(tiled[0], generic[0]) and torch.equal(tiled[1], generic[1])
+    for u, v in zip(tiled[2], generic[2]):
+        torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
