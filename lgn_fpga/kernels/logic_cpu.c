@@ -803,10 +803,74 @@ static inline float bits_dot(const float *RESTRICT d, const uint64_t *RESTRICT r
  * x is bits [F, W] (W = ceil(B/64) words per row, lgn_pack's layout) when packed, else floats [F, B]. One gate
  * per iteration, its dA and dB in a per-thread buffer; K <= 64.
  */
+#if defined(__AVX512F__)
+/* conn_grad on bits with AVX-512: per gate, a tile of 8 x 16 samples of dA and dB lives in 16 registers (no
+ * buffer), each candidate's dot product is masked adds of them (the candidate's bits are the lane masks), and
+ * the K partial sums of each side are reduced once at the end. */
+static void conn_grad_bits_avx512(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g,
+                                  const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
+                                  const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N,
+                                  int64_t K, float *RESTRICT dw, int nthreads) {
+    const int64_t W = (B + 63) / 64;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 64)
+    for (int64_t n = 0; n < N; n++) {
+        const float *RESTRICT gn = g + n * B;
+        const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
+        const __m512 A0 = _mm512_set1_ps(c1), A1 = _mm512_set1_ps(c1 + c3);
+        const __m512 B0 = _mm512_set1_ps(c2), B1 = _mm512_set1_ps(c2 + c3);
+        const uint64_t *RESTRICT xa = xbits + a[n] * W, *RESTRICT xb = xbits + b[n] * W;
+        const int64_t *RESTRICT ca = cand + n * K, *RESTRICT cb = cand + (N + n) * K;
+        __m512 hv[2][64];
+        for (int64_t k = 0; k < K; k++) hv[0][k] = hv[1][k] = _mm512_setzero_ps();
+        for (int64_t t0 = 0; t0 < B; t0 += 16 * TILE_CHUNKS) {
+            const int64_t left = B - t0;
+            const int nch = left >= 16 * TILE_CHUNKS ? TILE_CHUNKS : (int)((left + 15) / 16);
+            __m512 dA[TILE_CHUNKS], dB[TILE_CHUNKS];
+#pragma GCC unroll 8
+            for (int q = 0; q < TILE_CHUNKS; q++) {
+                const int64_t r = left - 16 * q;
+                const __mmask16 ok = r >= 16 ? (__mmask16)0xFFFF : (r <= 0 ? (__mmask16)0 : (__mmask16)((1u << r) - 1));
+                const __m512 gv = q < nch ? _mm512_maskz_loadu_ps(ok, gn + t0 + 16 * q) : _mm512_setzero_ps();
+                const __mmask16 hA = q < nch ? bits16(xa, t0 + 16 * q) : 0, hB = q < nch ? bits16(xb, t0 + 16 * q) : 0;
+                dA[q] = _mm512_mul_ps(gv, _mm512_mask_blend_ps(hB, A0, A1));   /* dA = g (c1 + c3 B) */
+                dB[q] = _mm512_mul_ps(gv, _mm512_mask_blend_ps(hA, B0, B1));   /* dB = g (c2 + c3 A) */
+            }
+            const int64_t w0 = t0 >> 6;   /* the tile's first word: t0 is a multiple of 128 */
+            for (int64_t k = 0; k < K; k++) {
+                const uint64_t *RESTRICT ra = xbits + ca[k] * W + w0, *RESTRICT rb = xbits + cb[k] * W + w0;
+                __m512 va = hv[0][k], vb = hv[1][k];
+#pragma GCC unroll 8
+                for (int q = 0; q < TILE_CHUNKS; q++) {
+                    if (q >= nch) break;
+                    /* one word gives the masks of 4 chunks; masked adds (lanes beyond the batch are 0 in dA, dB) */
+                    const uint64_t wa = ra[q >> 2], wb = rb[q >> 2];
+                    va = _mm512_mask_add_ps(va, (__mmask16)(wa >> (16 * (q & 3))), va, dA[q]);
+                    vb = _mm512_mask_add_ps(vb, (__mmask16)(wb >> (16 * (q & 3))), vb, dB[q]);
+                }
+                hv[0][k] = va;
+                hv[1][k] = vb;
+            }
+        }
+        for (int side = 0; side < 2; side++) {
+            float h[64];
+            const int64_t r = (int64_t)side * N + n;
+            for (int64_t k = 0; k < K; k++) h[k] = _mm512_reduce_add_ps(hv[side][k]);
+            conn_dw(h, ws + r * K, tau, K, dw + r * K);
+        }
+    }
+}
+#endif
+
 static int conn_grad(const void *RESTRICT x, int packed, int64_t B, const float *RESTRICT g,
                      const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
                      const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N, int64_t K,
                      float *RESTRICT dw, int nthreads) {
+#if defined(__AVX512F__)
+    if (packed && K <= 64 && use_tiles) {
+        conn_grad_bits_avx512((const uint64_t *)x, B, g, a, b, c, cand, ws, tau, N, K, dw, nthreads);
+        return 0;
+    }
+#endif
     const int64_t W = (B + 63) / 64, S = packed ? 64 * W : B;   /* S: the stride of dA and dB */
     const uint64_t *RESTRICT xbits = (const uint64_t *)x;
     const float *RESTRICT xf = (const float *)x;
