@@ -345,13 +345,12 @@ class Trainer:
         """One optimizer step; on return the state is that after ``self.step`` whole steps."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size)
+        idx = batch_indices(cfg.seed, self.step, len(self.train_y), cfg.batch_size).to(self.device)
         # Augmented as one global batch (draws from (seed, step) alone), then this process's slice.
-        images = augment(self.train_x[idx.to(self.device)], cfg.flip, cfg.shift,
-                         augment_generator(cfg.seed, self.step))
-        mine = torch.arange(len(idx)).chunk(self.world)[self.rank].to(self.device)
+        images = augment(self.train_x[idx], cfg.flip, cfg.shift, augment_generator(cfg.seed, self.step))
+        mine = torch.arange(len(idx), device=self.device).chunk(self.world)[self.rank]
         x = self.enc.encode_torch(images[mine])
-        y = self.train_y[idx.to(self.device)][mine]
+        y = self.train_y[idx[mine]]
         out = self.train_model(x, self.relaxation(self.step), self.backend)
         loss = F.cross_entropy(out, y)
         if not torch.isfinite(loss):

@@ -10,8 +10,9 @@ from lgn_fpga.train.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.train      # two processes train a model (about 30 s)
 
+# With augmentation: every process draws the same shifts for the global batch before taking its half.
 ARGS = ["train", "digits", "--layers", "2", "--width", "60", "--thresholds", "1", "--eval-every", "10",
-        "--batch-size", "64", "--kernel", "cpu", "--quiet"]
+        "--batch-size", "64", "--kernel", "cpu", "--shift", "1", "--quiet"]
 
 
 def metrics(run):
