@@ -303,14 +303,13 @@ class HardStack(torch.autograd.Function):
                                  a.shape[0], nt)
             bits.append(y)
         N = bits[-1].shape[0]
-        if groups:   # the class counts [groups, B]: the unpacked bits live in a scratch slot only briefly
-            ys = _scratch_rows(0, N, B)
-            lib.lgn_unpack(bits[-1].data_ptr(), N, B, ys.data_ptr(), nt)
-            out = ys.view(groups, N // groups, B).sum(1)
-        else:
-            out = torch.empty((N, B), dtype=torch.float32)
-            lib.lgn_unpack(bits[-1].data_ptr(), N, B, out.data_ptr(), nt)
-        ctx.bits, ctx.wiring, ctx.conns, ctx.B, ctx.groups, ctx.N = bits[:-1], wiring, conns, B, groups, N
+        # With groups, the class counts [groups, B]: the unpacked bits live in a scratch slot only briefly.
+        out = _scratch_rows(0, N, B) if groups else torch.empty((N, B), dtype=torch.float32)
+        lib.lgn_unpack(bits[-1].data_ptr(), N, B, out.data_ptr(), nt)
+        if groups:
+            from . import group_counts
+            out = group_counts(out, groups)
+        ctx.bits, ctx.wiring, ctx.conns, ctx.B, ctx.groups = bits[:-1], wiring, conns, B, groups
         # The reverse indices of the wiring as it was in this forward, as the float path keeps them (cached:
         # hard_stack built them when it checked the indices).
         ctx.revs = [reverse_index(a, b, xb.shape[0]) for (a, b, _), xb in zip(wiring, ctx.bits)]
@@ -331,7 +330,7 @@ class HardStack(torch.autograd.Function):
         # broadcast over each group (a copy with contiguous rows: autograd's broadcast of a transposed gradient
         # took 2 ms of a 9 ms 48k-gate step), or an [N, B] gradient that arrives broadcast.
         if ctx.groups:
-            N, k = ctx.N, ctx.groups
+            N, k = ctx.wiring[-1][0].shape[0], ctx.groups
             g = _scratch_rows(L % 2, N, B)
             g.view(k, N // k, B).copy_(gy.contiguous()[:, None, :])
         else:

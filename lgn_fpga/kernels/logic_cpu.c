@@ -423,6 +423,17 @@ static inline __mmask16 bits16(const uint64_t *RESTRICT row, int64_t s) {
     return (__mmask16)(row[s >> 6] >> (s & 63));
 }
 
+/* Lanes of chunk q (16 samples) that lie in the batch, with `left` samples from the tile's start to its end. */
+static inline __mmask16 chunk_mask(int64_t left, int q) {
+    const int64_t r = left - 16 * (int64_t)q;
+    return r >= 16 ? (__mmask16)0xFFFF : (r <= 0 ? (__mmask16)0 : (__mmask16)((1u << r) - 1));
+}
+
+/* Chunks of 16 samples in a tile with `left` samples to go (at most TILE_CHUNKS). */
+static inline int tile_chunks(int64_t left) {
+    return left >= 16 * TILE_CHUNKS ? TILE_CHUNKS : (int)((left + 15) / 16);
+}
+
 static void backward_xc_bits_avx512(const uint64_t *RESTRICT x, int64_t F, int64_t B, const int64_t *RESTRICT a,
                                     const int64_t *RESTRICT b, const float *RESTRICT cin, const float *RESTRICT g,
                                     const int64_t *RESTRICT rev_off, const int64_t *RESTRICT rev_idx,
@@ -434,14 +445,13 @@ static void backward_xc_bits_avx512(const uint64_t *RESTRICT x, int64_t F, int64
         const int64_t k0 = rev_off[i], k_end = rev_off[i + 1], k_all = rev_off[F];
         for (int64_t t0 = 0; t0 < B; t0 += 16 * TILE_CHUNKS) {
             const int64_t left = B - t0;
-            const int nch = left >= 16 * TILE_CHUNKS ? TILE_CHUNKS : (int)((left + 15) / 16);
+            const int nch = tile_chunks(left);
             const int64_t tile = left < 16 * TILE_CHUNKS ? left : 16 * TILE_CHUNKS;
             __mmask16 valid[TILE_CHUNKS];
             __m512 acc[TILE_CHUNKS];
 #pragma GCC unroll 8
             for (int c = 0; c < TILE_CHUNKS; c++) {
-                const int64_t r = left - 16 * c;
-                valid[c] = r >= 16 ? (__mmask16)0xFFFF : (r <= 0 ? (__mmask16)0 : (__mmask16)((1u << r) - 1));
+                valid[c] = chunk_mask(left, c);
                 acc[c] = _mm512_setzero_ps();
             }
             for (int64_t k = k0; k < k_end; k++) {
@@ -824,13 +834,12 @@ static void conn_grad_bits_avx512(const uint64_t *RESTRICT xbits, int64_t B, con
         for (int64_t k = 0; k < K; k++) hv[0][k] = hv[1][k] = _mm512_setzero_ps();
         for (int64_t t0 = 0; t0 < B; t0 += 16 * TILE_CHUNKS) {
             const int64_t left = B - t0;
-            const int nch = left >= 16 * TILE_CHUNKS ? TILE_CHUNKS : (int)((left + 15) / 16);
+            const int nch = tile_chunks(left);
             __m512 dA[TILE_CHUNKS], dB[TILE_CHUNKS];
 #pragma GCC unroll 8
             for (int q = 0; q < TILE_CHUNKS; q++) {
-                const int64_t r = left - 16 * q;
-                const __mmask16 ok = r >= 16 ? (__mmask16)0xFFFF : (r <= 0 ? (__mmask16)0 : (__mmask16)((1u << r) - 1));
-                const __m512 gv = q < nch ? _mm512_maskz_loadu_ps(ok, gn + t0 + 16 * q) : _mm512_setzero_ps();
+                const __m512 gv = q < nch ? _mm512_maskz_loadu_ps(chunk_mask(left, q), gn + t0 + 16 * q)
+                                          : _mm512_setzero_ps();
                 const __mmask16 hA = q < nch ? bits16(xa, t0 + 16 * q) : 0, hB = q < nch ? bits16(xb, t0 + 16 * q) : 0;
                 dA[q] = _mm512_mul_ps(gv, _mm512_mask_blend_ps(hB, A0, A1));   /* dA = g (c1 + c3 B) */
                 dB[q] = _mm512_mul_ps(gv, _mm512_mask_blend_ps(hA, B0, B1));   /* dB = g (c2 + c3 A) */

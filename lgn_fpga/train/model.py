@@ -25,7 +25,7 @@ from torch import nn
 from ..data.encoding import ThermometerEncoding
 from ..errors import CheckpointError, ConfigError
 from ..gates import NUM_GATES, PASS_A, torch_coeffs
-from ..kernels import connection_pick, gumbel_noise, gumbel_ste_coefficients, logic_stack
+from ..kernels import connection_pick, group_counts, gumbel_noise, gumbel_ste_coefficients, logic_stack
 from .config import TrainConfig
 from .wiring import SCHEMES, check_window, input_sites, layer_sites, local_connections
 
@@ -194,10 +194,7 @@ class GroupSum(nn.Module):
         self.k, self.tau = int(k), float(tau)
 
     def forward(self, y):  # y: [N, B] -> [B, k]
-        N, B = y.shape
-        if N % self.k:
-            raise ValueError(f"last layer width {N} is not divisible by {self.k} classes")
-        return self.scores(y.reshape(self.k, N // self.k, B).sum(1))
+        return self.scores(group_counts(y, self.k))
 
     def scores(self, counts):  # counts: [k, B] -> [B, k]
         return counts.t() / self.tau
