@@ -16,6 +16,7 @@ from ..errors import LgnError
 from . import reference
 from . import connections
 from .connections import connection_grad, connection_pick
+from .reference import check_groups, group_counts
 
 __all__ = ["gumbel_noise", "group_counts", "logic_layer", "logic_stack", "gumbel_ste_coefficients", "connection_pick", "connection_grad", "available_backends", "resolve_backend", "BACKENDS"]
 
@@ -134,19 +135,6 @@ def logic_layer(x, a, b, c, c_in=None, backend: str = "reference"):
     raise ValueError(f"kernel must be one of {', '.join(BACKENDS)}, not {backend!r}")
 
 
-def _check_groups(N: int, groups: int) -> None:
-    if N % groups:
-        raise ValueError(f"last layer width {N} is not divisible by {groups} classes")
-
-
-def group_counts(y, groups: int):
-    """The sums ``[groups, B]`` of the ``groups`` equal, contiguous blocks of rows of ``y [N, B]`` (GroupSum's
-    class counts, before its temperature)."""
-    N, B = y.shape
-    _check_groups(N, groups)
-    return y.reshape(groups, N // groups, B).sum(1)
-
-
 def logic_stack(x, layers, backend: str = "reference", groups: int | None = None):
     """Logic layers one after the other: ``layers`` is a list of ``(a, b, c, c_in)`` (see :func:`logic_layer`),
     or ``(a, b, c, c_in, conn)`` with ``conn`` None or a layer's learned connections ``(w, ws, cand, tau)``
@@ -160,7 +148,7 @@ def logic_stack(x, layers, backend: str = "reference", groups: int | None = None
     if backend == "auto":
         backend = resolve_backend("auto", x.device)
     if groups is not None and layers:   # before any work is done
-        _check_groups(layers[-1][0].shape[0], groups)
+        check_groups(layers[-1][0].shape[0], groups)
     if backend == "cpu":
         from . import cpu
         y = cpu.hard_stack(x, list(layers), groups)

@@ -30,6 +30,7 @@ import torch
 from ..ccompile import build_library, cache_root, cc_command, extra_cflags
 from ..errors import LgnError
 from .autograd import logic_function
+from .reference import group_counts
 from .reverse_index import check_indices
 from .reverse_index import reverse_index as _cached_reverse_index
 
@@ -307,7 +308,6 @@ class HardStack(torch.autograd.Function):
         out = _scratch_rows(0, N, B) if groups else torch.empty((N, B), dtype=torch.float32)
         lib.lgn_unpack(bits[-1].data_ptr(), N, B, out.data_ptr(), nt)
         if groups:
-            from . import group_counts
             out = group_counts(out, groups)
         ctx.bits, ctx.wiring, ctx.conns, ctx.B, ctx.groups = bits[:-1], wiring, conns, B, groups
         # The reverse indices of the wiring as it was in this forward, as the float path keeps them (cached:

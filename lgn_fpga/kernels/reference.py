@@ -19,7 +19,8 @@ import torch
 
 from .autograd import logic_function
 
-__all__ = ["forward", "backward", "LogicFunction", "gumbel_ste_coefficients", "connection_pick", "connection_grad"]
+__all__ = ["forward", "backward", "LogicFunction", "gumbel_ste_coefficients", "connection_pick", "connection_grad",
+           "check_groups", "group_counts"]
 
 
 def forward(x, a, b, c):
@@ -86,3 +87,17 @@ def connection_grad(g, x, a, b, c, cand, ws, tau: float):
             h[s, :, k] = (d[s] * x.index_select(0, cand[s, :, k])).sum(1)
     p = torch.softmax(ws / tau, dim=-1)
     return p * (h - (p * h).sum(-1, keepdim=True)) / tau
+
+
+def check_groups(N: int, groups: int) -> None:
+    """A last layer of ``N`` rows splits into ``groups`` equal class blocks, or ValueError."""
+    if N % groups:
+        raise ValueError(f"last layer width {N} is not divisible by {groups} classes")
+
+
+def group_counts(y, groups: int):
+    """The sums ``[groups, B]`` of the ``groups`` equal, contiguous blocks of rows of ``y [N, B]`` (GroupSum's
+    class counts, before its temperature)."""
+    N, B = y.shape
+    check_groups(N, groups)
+    return y.reshape(groups, N // groups, B).sum(1)
