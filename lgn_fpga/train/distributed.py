@@ -38,6 +38,10 @@ def _worker(rank: int, world: int, init_file: str, backend: str, fn, args):
     dist.init_process_group(backend, init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         fn(*args)
+        # Both processes finished before either tears its connections down: a rank that destroyed its group
+        # while the other still held gloo work aborted now and then at exit ("terminate called without an
+        # active exception", exit code -6).
+        dist.barrier()
     except LgnError as e:
         print(f"error (process {rank}): {e}", file=sys.stderr, flush=True)
         sys.exit(1)
