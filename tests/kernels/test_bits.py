@@ -166,6 +166,25 @@ def test_fused_gumbel_coefficients_equal_the_reference(scale, tau):
     assert_close(out["cpu"][2], out["reference"][2], "dlogits")
 
 
+def test_gumbel_coefficients_do_not_depend_on_thread_count(monkeypatch):
+    """From 4,096 neurons the coefficient op and its backward run on several threads: the same bits."""
+    from lgn_fpga.kernels import gumbel_ste_coefficients
+    from lgn_fpga.train.model import gumbel_noise
+    gen = torch.Generator().manual_seed(8)
+    z0 = torch.randn(9001, NUM_GATES, generator=gen)
+    noise = gumbel_noise(z0.shape, gen)
+    R = torch.randn(9001, 4, generator=gen)
+    res = []
+    for t in ("1", "2", "3"):
+        monkeypatch.setenv("LGN_FPGA_THREADS", t)
+        z = z0.clone().requires_grad_()
+        c, c_soft = gumbel_ste_coefficients(z, noise, 0.5, 0.8, torch_coeffs(), "cpu")
+        (c * R).sum().backward()
+        res.append((c.detach(), c_soft, z.grad))
+    for r in res[1:]:
+        assert all(torch.equal(u, v) for u, v in zip(r, res[0]))
+
+
 def test_wiring_changed_in_place_is_noticed():
     """The bit-packed path checks and reverse-indexes the wiring as it is at each forward."""
     gen = torch.Generator().manual_seed(11)
