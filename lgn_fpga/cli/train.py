@@ -220,7 +220,7 @@ def _size_for_board(board_name, ydict, cli, config_path, cfg):
     command line's keys, ``--set`` ones included."""
     from ..data.datasets import class_names
     from ..fpga.boards import load_board
-    from ..fpga.fit import ROUTABLE_FILL, lut_budget, size_width, size_widths, trained_lut_cost
+    from ..fpga.fit import ROUTABLE_FILL, lut_budget, scaled_group_tau, size_width, size_widths, trained_lut_cost
     from ..train.config import resolve_config
     given = sorted({"width", "widths"} & set(cli))
     if given:
@@ -232,20 +232,22 @@ def _size_for_board(board_name, ydict, cli, config_path, cfg):
     def fill(widths):
         return (f"about {trained_lut_cost(board.family, widths):,.0f} of the {lut_budget(board):,} LUTs that route, "
                 f"{100 * ROUTABLE_FILL[board.family]:.0f} % of {board.budget['lut']:,} less the I/O; lgn_fpga/fpga/fit.py")
+    # The GroupSum temperature follows the last layer's width (fit.scaled_group_tau) unless --group-tau is given.
     if len(set(shape)) == 1:
         width = size_width(board, layers, n_classes)
+        tau = cfg.group_tau if "group_tau" in cli else scaled_group_tau(cfg.group_tau, shape[-1], width)
         sized = resolve_config({k: v for k, v in ydict.items() if k != "widths"},
-                               {**cli, "width": width, "layers": layers}, source=str(config_path or "config"))
-        click.echo(f"sized for {board.name}: {layers} x {width:,} gates ({layers * width:,} trained; "
-                   f"{fill([width] * layers)})", err=True)
+                               {**cli, "width": width, "layers": layers, "group_tau": tau},
+                               source=str(config_path or "config"))
+        click.echo(f"sized for {board.name}: {layers} x {width:,} gates ({layers * width:,} trained; group tau "
+                   f"{tau:.3g}; {fill([width] * layers)})", err=True)
         return sized
-    # The config's own shape, scaled; the GroupSum temperature follows the last layer, so that each class's
-    # score keeps its range (bits per class / tau; docs/method.md, "Accuracy per gate").
+    # The config's own shape, scaled.
     widths = size_widths(board, shape, n_classes)
-    tau = cfg.group_tau if "group_tau" in cli else cfg.group_tau * widths[-1] / shape[-1]
+    tau = cfg.group_tau if "group_tau" in cli else scaled_group_tau(cfg.group_tau, shape[-1], widths[-1])
     sized = resolve_config(ydict, {**cli, "widths": widths, "group_tau": tau}, source=str(config_path or "config"))
     click.echo(f"sized for {board.name}: {' + '.join(f'{w:,}' for w in widths)} gates ({sum(widths):,} trained, "
-               f"the config's shape; group tau {tau:g}; {fill(widths)})", err=True)
+               f"the config's shape; group tau {tau:.3g}; {fill(widths)})", err=True)
     return sized
 
 

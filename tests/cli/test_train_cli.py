@@ -290,6 +290,12 @@ def test_board_sizes_the_width(capsys, tmp_path):
     assert 3 * width <= trained_gates_for(b, 3) < 3 * (width + 10) + 10 and width % 10 == 0
     assert trained_lut_cost("ice40", [width] * 3) <= lut_budget(b) < trained_lut_cost("ice40", [width + 10] * 3)
     assert f"sized for icebreaker: 3 x {width:,} gates" in err
+    # the GroupSum temperature follows the last layer (square root of the width ratio), unless --group-tau is given
+    from lgn_fpga.fpga.fit import scaled_group_tau
+    from lgn_fpga.train.config import TrainConfig
+    d = TrainConfig()
+    assert abs(cfg["group_tau"] - scaled_group_tau(d.group_tau, d.width, width)) < 1e-9 and cfg["group_tau"] < d.group_tau
+    assert abs(scaled_group_tau(10.0, 12000, 480) - 2.0) < 1e-12
     code, _, err = run(capsys, "train", "digits", "--board", "icebreaker", "--width", "100", "-o", str(tmp_path / "x"))
     _one_line_error(code, err, r"--board sizes the network's width: drop --width")
     code, _, err = run(capsys, "train", "digits", "--board", "icestick", "--layers", "40", "-o", str(tmp_path / "y"))
@@ -312,7 +318,7 @@ def test_board_keeps_the_configs_shape(capsys, tmp_path):
     assert cfg["widths"] == widths and all(w % 10 == 0 for w in widths)
     assert widths[0] == widths[1] and abs(widths[2] / widths[0] - 500 / 800) < 0.05
     assert trained_lut_cost("ice40", widths) <= lut_budget(b) < trained_lut_cost("ice40", [w + 10 for w in widths])
-    assert abs(cfg["group_tau"] - 10.0 * widths[2] / 500) < 1e-9
+    assert abs(cfg["group_tau"] - 10.0 * (widths[2] / 500) ** 0.5) < 1e-9      # fit.scaled_group_tau
     assert f"sized for icebreaker: {widths[0]:,} + {widths[1]:,} + {widths[2]:,} gates" in err
     code, _, err = run(capsys, "train", "digits", "--config", "digits-tiny", "--board", "icebreaker", "--group-tau",
                        "7", "--kernel", "reference", "--steps", "2", "--eval-every", "2", "--quiet", "-o",
