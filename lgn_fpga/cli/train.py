@@ -232,22 +232,19 @@ def _size_for_board(board_name, ydict, cli, config_path, cfg):
     def fill(widths):
         return (f"about {trained_lut_cost(board.family, widths):,.0f} of the {lut_budget(board):,} LUTs that route, "
                 f"{100 * ROUTABLE_FILL[board.family]:.0f} % of {board.budget['lut']:,} less the I/O; lgn_fpga/fpga/fit.py")
-    # The GroupSum temperature follows the last layer's width (fit.scaled_group_tau) unless --group-tau is given.
-    if len(set(shape)) == 1:
-        width = size_width(board, layers, n_classes)
-        tau = cfg.group_tau if "group_tau" in cli else scaled_group_tau(cfg.group_tau, shape[-1], width)
-        sized = resolve_config({k: v for k, v in ydict.items() if k != "widths"},
-                               {**cli, "width": width, "layers": layers, "group_tau": tau},
-                               source=str(config_path or "config"))
-        click.echo(f"sized for {board.name}: {layers} x {width:,} gates ({layers * width:,} trained; group tau "
-                   f"{tau:.3g}; {fill([width] * layers)})", err=True)
-        return sized
-    # The config's own shape, scaled.
-    widths = size_widths(board, shape, n_classes)
+    # A uniform recipe stays uniform (width, layers); another keeps its shape, scaled (widths).  The GroupSum
+    # temperature follows the last layer's width (fit.scaled_group_tau) unless --group-tau is given.
+    uniform = len(set(shape)) == 1
+    widths = [size_width(board, layers, n_classes)] * layers if uniform else size_widths(board, shape, n_classes)
     tau = cfg.group_tau if "group_tau" in cli else scaled_group_tau(cfg.group_tau, shape[-1], widths[-1])
-    sized = resolve_config(ydict, {**cli, "widths": widths, "group_tau": tau}, source=str(config_path or "config"))
-    click.echo(f"sized for {board.name}: {' + '.join(f'{w:,}' for w in widths)} gates ({sum(widths):,} trained, "
-               f"the config's shape; group tau {tau:.3g}; {fill(widths)})", err=True)
+    if uniform:
+        base, keys = {k: v for k, v in ydict.items() if k != "widths"}, {"width": widths[0], "layers": layers}
+        what = f"{layers} x {widths[0]:,} gates ({sum(widths):,} trained"
+    else:
+        base, keys = ydict, {"widths": widths}
+        what = f"{' + '.join(f'{w:,}' for w in widths)} gates ({sum(widths):,} trained, the config's shape"
+    sized = resolve_config(base, {**cli, **keys, "group_tau": tau}, source=str(config_path or "config"))
+    click.echo(f"sized for {board.name}: {what}; group tau {tau:.3g}; {fill(widths)})", err=True)
     return sized
 
 

@@ -633,9 +633,13 @@ static inline float gumbel_of(uint32_t v23) {
     return -log_pos(-log_pos(u));
 }
 
+/* The Gumbel-STE ops below (noise, coefficients and their backward) split a layer over the threads from this many
+ * neurons (16 logits, 16 noise values each): below it a parallel region costs more than it saves. */
+#define PAR_NEURONS 4096
+
 EXPORT void lgn_gumbel_noise(float *RESTRICT out, int64_t n, uint64_t key, int nthreads) {
     const int64_t pairs = n / 2;
-#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (n >= (1 << 16))
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (n >= 16 * PAR_NEURONS)
     for (int64_t j = 0; j < pairs; j++) {
         const uint64_t h = splitmix64(key + (uint64_t)(j + 1) * 0x9E3779B97F4A7C15ULL);
         out[2 * j] = gumbel_of((uint32_t)(h >> 41));
@@ -680,7 +684,7 @@ EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, 
     (void)nthreads;
     /* Blocks of 16 neurons, one per SIMD lane, so that every step is a vertical vector operation (a neuron's
      * own 16 logits would need horizontal reductions at every step). */
-#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 4096)
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= PAR_NEURONS)
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t n0 = blk * GBLK;
         float zs[16][GBLK], best[GBLK], mx[GBLK], sum[GBLK], cs[4][GBLK];
@@ -741,7 +745,7 @@ EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, 
 EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RESTRICT dc, float tau,
                                        const float *RESTRICT M, int64_t N, float *RESTRICT dz, int nthreads) {
     (void)nthreads;
-#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= 4096)
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= PAR_NEURONS)
     for (int64_t n = 0; n < N; n++) {
         float gp[16], dot = 0.f;
         const float d0 = dc[4 * n], d1 = dc[4 * n + 1], d2 = dc[4 * n + 2], d3 = dc[4 * n + 3];

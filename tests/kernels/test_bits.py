@@ -114,19 +114,27 @@ def test_non_binary_input_falls_back_to_the_float_kernel():
                                rtol=0, atol=0)
 
 
+def assert_same_on_1_2_3_threads(monkeypatch, fn):
+    """``fn()`` (a tuple of tensors) gives the same bits with the C kernel on 1, 2 and 3 threads."""
+    res = []
+    for t in ("1", "2", "3"):
+        monkeypatch.setenv("LGN_FPGA_THREADS", t)
+        res.append(fn())
+    for r in res[1:]:
+        assert len(r) == len(res[0]) and all(torch.equal(u, v) for u, v in zip(r, res[0]))
+
+
 def test_bits_do_not_depend_on_thread_count(monkeypatch):
     gen = torch.Generator().manual_seed(5)
     dims = [40, 300, 200]
     layers = hard_layers(dims, gen, False)
     x = (torch.rand(dims[0], 100, generator=gen) < 0.5).float()
     R = torch.randn(dims[-1], 100, generator=gen)
-    res = []
-    for t in ("1", "2", "3"):
-        monkeypatch.setenv("LGN_FPGA_THREADS", t)
-        res.append(run("cpu", x, layers, R, False, True))
-    for r in res[1:]:
-        assert torch.equal(r[0], res[0][0]) and torch.equal(r[1], res[0][1])
-        assert all(torch.equal(u, v) for u, v in zip(r[2], res[0][2]))
+
+    def outputs_and_grads():
+        y, dx, dzs = run("cpu", x, layers, R, False, True)
+        return (y, dx, *dzs)
+    assert_same_on_1_2_3_threads(monkeypatch, outputs_and_grads)
 
 
 def test_the_model_trains_and_evaluates_bit_packed(monkeypatch):
@@ -174,15 +182,13 @@ def test_gumbel_coefficients_do_not_depend_on_thread_count(monkeypatch):
     z0 = torch.randn(9001, NUM_GATES, generator=gen)
     noise = gumbel_noise(z0.shape, gen)
     R = torch.randn(9001, 4, generator=gen)
-    res = []
-    for t in ("1", "2", "3"):
-        monkeypatch.setenv("LGN_FPGA_THREADS", t)
+
+    def coefficients_and_grad():
         z = z0.clone().requires_grad_()
         c, c_soft = gumbel_ste_coefficients(z, noise, 0.5, 0.8, torch_coeffs(), "cpu")
         (c * R).sum().backward()
-        res.append((c.detach(), c_soft, z.grad))
-    for r in res[1:]:
-        assert all(torch.equal(u, v) for u, v in zip(r, res[0]))
+        return c.detach(), c_soft, z.grad
+    assert_same_on_1_2_3_threads(monkeypatch, coefficients_and_grad)
 
 
 def test_wiring_changed_in_place_is_noticed():
