@@ -90,7 +90,7 @@ def _board_names():
 @click.option("--baud", type=click.IntRange(min=300), help="UART rate (default: the board file's: the highest rate its "
               "USB-UART bridge carries reliably, e.g. 3 Mbaud on the ULX3S).")
 @click.option("--stages", type=click.IntRange(min=1), default=None,
-              help="Gate layers per register stage of the classifier (default: 2 on ECP5, 1 on iCE40).")
+              help="Gate layers per register stage of the classifier (default 2; 1 for the highest clock).")
 @click.option("--frame-timeout-ms", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
               help="Silence inside a frame that makes the board drop it (never under 16 byte times).")
 @click.option("--no-fit-check", is_flag=True, help="Run synthesis even when the estimate exceeds the board.")

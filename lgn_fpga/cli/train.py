@@ -1,6 +1,7 @@
 """``lgn-fpga train``, ``info`` and ``plot``."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 from pathlib import Path
@@ -218,7 +219,7 @@ def _run(cfg, rd: Path, resume: bool, quiet: bool) -> None:
 def _size_for_board(board_name, ydict, cli, config_path, cfg):
     """``cfg`` with the gates per layer that ``board_name`` holds (:mod:`lgn_fpga.fpga.fit`); ``cli`` holds the
     command line's keys, ``--set`` ones included."""
-    from ..data.datasets import class_names
+    from ..data.datasets import SHAPES, class_names
     from ..fpga.boards import load_board
     from ..fpga.fit import ROUTABLE_FILL, lut_budget, scaled_group_tau, size_width, size_widths, trained_lut_cost
     from ..train.config import resolve_config
@@ -229,13 +230,17 @@ def _size_for_board(board_name, ydict, cli, config_path, cfg):
     shape = cfg.widths_list()
     layers = len(shape)
     n_classes = len(class_names(cfg.dataset))          # known without reading the data (training reads it)
+    input_bits = math.prod(SHAPES[cfg.dataset]) * int(cfg.thresholds)
+    unit = "logic cells" if board.family == "ice40" else "LUTs"
     def fill(widths):
-        return (f"about {trained_lut_cost(board.family, widths):,.0f} of the {lut_budget(board):,} LUTs that route, "
-                f"{100 * ROUTABLE_FILL[board.family]:.0f} % of {board.budget['lut']:,} less the I/O; lgn_fpga/fpga/fit.py")
+        return (f"about {trained_lut_cost(board.family, widths):,.0f} of the {lut_budget(board, input_bits):,} {unit} "
+                f"that route, {100 * ROUTABLE_FILL[board.family]:.0f} % of {board.budget['lut']:,} less the I/O; "
+                f"lgn_fpga/fpga/fit.py")
     # A uniform recipe stays uniform (width, layers); another keeps its shape, scaled (widths).  The GroupSum
     # temperature follows the last layer's width (fit.scaled_group_tau) unless --group-tau is given.
     uniform = len(set(shape)) == 1
-    widths = [size_width(board, layers, n_classes)] * layers if uniform else size_widths(board, shape, n_classes)
+    widths = ([size_width(board, layers, n_classes, input_bits)] * layers if uniform
+              else size_widths(board, shape, n_classes, input_bits))
     tau = cfg.group_tau if "group_tau" in cli else scaled_group_tau(cfg.group_tau, shape[-1], widths[-1])
     if uniform:
         base, keys = {k: v for k, v in ydict.items() if k != "widths"}, {"width": widths[0], "layers": layers}

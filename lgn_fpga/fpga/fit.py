@@ -130,21 +130,32 @@ def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True
 # ECP5, CIFAR-10 (3 thresholds): 16,000 x 3 + 4,000 -> 22,756 LUT4 and 4 x 16,000 -> 64,033 give
 # 0.19 per hidden and 3.4 per last-layer gate; they predict 4 x 8,000 (31,588 measured) within 1.3 % and
 # 24,000 x 3 + 6,000 (33,117) within 3 %. MNIST (1 threshold) costs less: 4 x 8,000 -> 25,584, 4 x 12,000 ->
-# 39,357 (the model: 31,760 and 47,640). iCE40: one measurement, digits-tiny 800 + 800 + 500 -> 3,582 cells
-# (1.7 per trained gate), so one cost for every layer.
-TRAINED_GATE_COST = {"ecp5": (0.19, 3.4), "ice40": (1.7, 1.7)}      # (per hidden gate, per last-layer gate)
+# 39,357 (the model: 31,760 and 47,640).
+# iCE40 (2 gate layers per stage, count tables), MNIST trained at 4 x {480, 640, 800, 960, 1120} and
+# {960, 1120, 1600, 2400} x 3 + {480, 640, 800}, 20,000 steps: the classifier's cells (the estimate after
+# `export`, within 1 % of the builds: 4 x 960 -> 4,988 cells placed; least squares over 12 nets) give 0.09 per hidden
+# and 4.0 per last-layer gate, within 5 % (4 x 480: 11 % high) (docs/boards.md, "Sizing for the iCEBreaker").
+TRAINED_GATE_COST = {"ecp5": (0.19, 3.4), "ice40": (0.09, 4.0)}      # (per hidden gate, per last-layer gate)
 # The share of the device's LUTs a design may fill: on ECP5 what routes with YoWASP on 2 cores inside
 # 30 minutes, with margin: the 64,033-LUT4 CIFAR-10 build (77 %, 33,775 gates, per-byte frame buffer) routed in
 # 27 router2 iterations, 33.6 min of build with four jobs on the 2 cores (synthesis 12.4 min, 7.3 alone);
 # with the shift-register frame buffer the same net had not routed after 30 min and 47 % was the largest
-# that had (docs/routing.md). The small iCE40 dies route nearly full (the demo: 68 %).
-ROUTABLE_FILL = {"ecp5": 0.65, "ice40": 0.70}
+# that had (docs/routing.md). The small iCE40 dies route nearly full: MNIST 4 x 960 placed and routed at
+# 94.5 % of the iCEBreaker's cells in 68 s.
+ROUTABLE_FILL = {"ecp5": 0.65, "ice40": 0.90}
+# iCE40 logic cells also hold the frame buffer (one flip-flop per live input bit, no LUT to pair with): MNIST
+# nets kept 336-511 of their 784 input bits live, so the sizing reserves this share of the input bits.
+FRAME_BUFFER_LIVE = 0.6
 
 
-def lut_budget(board: Board) -> int:
-    """LUT4 (iCE40: logic cells) the network may take on ``board``: the share that routes, less the I/O."""
+def lut_budget(board: Board, input_bits: int = 0) -> int:
+    """LUT4 (iCE40: logic cells) the network may take on ``board``: the share that routes, less the I/O (on
+    iCE40 also its unpaired flip-flops and the frame buffer of a model with ``input_bits`` input bits)."""
     f = board.family
-    return max(int(ROUTABLE_FILL[f] * board.budget["lut"] - _IO_LUT[f]), 0)
+    io = _IO_LUT[f]
+    if f == "ice40":
+        io += int(_IO_UNPAIRED * _IO_FF[f]) + int(FRAME_BUFFER_LIVE * input_bits)
+    return max(int(ROUTABLE_FILL[f] * board.budget["lut"] - io), 0)
 
 
 def trained_lut_cost(family: str, widths) -> float:
@@ -154,20 +165,21 @@ def trained_lut_cost(family: str, widths) -> float:
     return hidden * sum(widths[:-1]) + last * widths[-1]
 
 
-def trained_gates_for(board: Board, layers: int = 4) -> int:
+def trained_gates_for(board: Board, layers: int = 4, input_bits: int = 0) -> int:
     """Trained gates a uniform ``layers``-deep network for ``board`` may have: the budget the router can take."""
-    return max(int(lut_budget(board) / trained_lut_cost(board.family, [1.0] * max(layers, 1)) * max(layers, 1)), 0)
+    return max(int(lut_budget(board, input_bits) / trained_lut_cost(board.family, [1.0] * max(layers, 1))
+                   * max(layers, 1)), 0)
 
 
-def size_width(board: Board, layers: int, n_classes: int) -> int:
+def size_width(board: Board, layers: int, n_classes: int, input_bits: int = 0) -> int:
     """Gates per layer of a ``layers``-deep network sized for ``board`` (a multiple of ``n_classes``).
 
     Raises :class:`FitError` when not even ``n_classes`` gates per layer fit.
     """
-    return size_widths(board, [1] * max(layers, 1), n_classes)[0]
+    return size_widths(board, [1] * max(layers, 1), n_classes, input_bits)[0]
 
 
-def size_widths(board: Board, shape, n_classes: int) -> list[int]:
+def size_widths(board: Board, shape, n_classes: int, input_bits: int = 0) -> list[int]:
     """Per-layer widths in the proportions of ``shape``, scaled to the trained gates ``board`` holds.
 
     Each width is rounded down to a multiple of ``n_classes``; the estimated LUT4 of the result
@@ -176,7 +188,11 @@ def size_widths(board: Board, shape, n_classes: int) -> list[int]:
     Raises :class:`FitError` when a layer would get fewer than ``n_classes`` gates.
     """
     shape = [float(w) for w in shape]
-    scale = lut_budget(board) / trained_lut_cost(board.family, shape)
+    budget = lut_budget(board, input_bits)
+    if budget <= 0:
+        raise FitError(f"{board.name} has no logic left for gates after the I/O and a frame buffer for {input_bits:,} "
+                       f"input bits; use fewer thresholds or a larger board")
+    scale = budget / trained_lut_cost(board.family, shape)
     widths = [int(w * scale) // n_classes * n_classes for w in shape]
     if min(widths) < n_classes:
         total = int(scale * sum(shape))

@@ -106,11 +106,12 @@ def test_baud_limits():
 
 
 def test_build_options_are_the_boards_defaults():
-    # One place for what `lgn-fpga build` does unless told: ECP5 two layers per stage and no count tables,
-    # iCE40 one layer per stage with a count table per block RAM.
+    # One place for what `lgn-fpga build` does unless told: two layers per stage on both families, ECP5 without
+    # count tables, iCE40 with a count table per block RAM.
     from lgn_fpga.fpga.boards import load_board
     assert load_board("ulx3s").build_options() == (2, (0, 12, 2))
-    assert load_board("icebreaker").build_options() == (1, (30, 9, 1))
+    assert load_board("icebreaker").build_options() == (2, (30, 9, 1))
+    assert load_board("icebreaker").build_options(1) == (1, (30, 9, 1))
     assert load_board("ulx3s").build_options(1, True) == (1, (416, 12, 2))
 
 

@@ -82,3 +82,19 @@ def test_trained_gate_cost_model_reproduces_the_builds_it_was_fitted_on():
     w = size_widths(b, [16000, 16000, 16000, 4000], 10)
     assert w[0] == w[1] == w[2] and abs(w[3] / w[0] - 0.25) < 0.01
     assert trained_lut_cost("ecp5", w) <= lut_budget(b) < trained_lut_cost("ecp5", [x + 10 for x in w])
+
+
+def test_ice40_cost_model_reproduces_the_icebreaker_builds():
+    """The iCE40 cost model (fit.TRAINED_GATE_COST, 2 gate layers per stage) plus the I/O and frame buffer that
+    fit.lut_budget reserves, against placed MNIST builds (docs/boards.md, "Sizing for the iCEBreaker")."""
+    from lgn_fpga.fpga.fit import lut_budget, size_width, trained_lut_cost
+    b = load_board("icebreaker")
+    reserved = int(0.9 * b.budget["lut"]) - lut_budget(b, 784)         # I/O, its unpaired FFs, the frame buffer
+    assert 900 < reserved < 1000 and lut_budget(b, 784) < lut_budget(b)
+    for widths, cells in (([960] * 4, 4988), ([800] * 4, 4343), ([1120] * 3 + [640], 3742), ([960] * 3 + [640], 3682),
+                          ([1600] * 3 + [640], 3978), ([960] * 3 + [800], 4341), ([960] * 3 + [480], 2967)):
+        assert abs((trained_lut_cost("ice40", widths) + reserved) / cells - 1) < 0.06, widths
+    # MNIST's uniform recipe sized for the iCEBreaker lands between what routed (4 x 800, 82 %) and 4 x 960 (94.5 %)
+    assert 800 <= size_width(b, 4, 10, 784) < 960
+    with pytest.raises(FitError, match="no logic left for gates after the I/O and a frame buffer for 9,216 input bits"):
+        size_width(b, 4, 10, 9216)
