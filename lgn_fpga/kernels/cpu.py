@@ -30,7 +30,6 @@ import torch
 from ..ccompile import build_library, cache_root, cc_command, extra_cflags
 from ..errors import LgnError
 from .autograd import logic_function
-from .reference import group_counts
 from .reverse_index import check_indices
 from .reverse_index import reverse_index as _cached_reverse_index
 
@@ -39,7 +38,7 @@ __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "fo
            "conn_pick", "conn_grad", "reverse_index_c"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 6
+ABI_VERSION = 7
 
 _i64 = ctypes.c_int64
 _int = ctypes.c_int
@@ -53,17 +52,18 @@ _SIGNATURES = {
     "lgn_pack": ([_p, _i64, _i64, _p, _int], _i64),
     "lgn_use_tiles": ([_int], _int),
     "lgn_gumbel_noise": ([_p, _i64, ctypes.c_uint64, _int], None),
-    "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _int], None),
+    "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _p, _int], None),
     "lgn_gumbel_coeffs_backward": ([_p, _p, _f32, _p, _i64, _p, _int], None),
     "lgn_truth_tables": ([_p, _i64, _p], _i64),
     "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p], None),
-    "lgn_conn_grad": ([_p, _i64, _p, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
+    "lgn_conn_grad": ([_p, _i64, _p, _i64, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
     "lgn_conn_grad_float": ([_p, _i64, _p, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
     "lgn_reverse_index": ([_p, _p, _i64, _i64, _p, _p], None),
     "lgn_unpack": ([_p, _i64, _i64, _p, _int], None),
+    "lgn_group_counts": ([_p, _i64, _i64, _i64, _p, _int], None),
     "lgn_forward_bits": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
-    "lgn_backward_c_bits": ([_p, _i64, _p, _p, _p, _p, _i64, _int], None),
-    "lgn_backward_xc_bits": ([_p, _i64, _i64, _p, _p, _p, _p, _p, _p, _p, _p, _int], None),
+    "lgn_backward_c_bits": ([_p, _i64, _p, _p, _p, _i64, _p, _i64, _int], None),
+    "lgn_backward_xc_bits": ([_p, _i64, _i64, _p, _p, _p, _p, _i64, _p, _p, _p, _p, _int], None),
 }
 
 _lock = threading.Lock()
@@ -261,6 +261,9 @@ def truth_tables(c: torch.Tensor) -> torch.Tensor | None:
     Hard: every row is exactly the coefficient row of one of the 16 gates (what argmax and the Gumbel-STE
     sample give), so that on 0/1 inputs the float forward is exactly that gate.
     """
+    known = getattr(c, "_lgn_tt", None)           # set by GumbelSTE: the sampled gates' tables, formed with c
+    if known is not None and known[1] == c._version:
+        return known[0]
     c = c.detach()
     if c.dtype != torch.float32 or c.dim() != 2 or c.shape[1] != 4 or c.device.type != "cpu":
         return None
@@ -304,11 +307,13 @@ class HardStack(torch.autograd.Function):
                                  a.shape[0], nt)
             bits.append(y)
         N = bits[-1].shape[0]
-        # With groups, the class counts [groups, B]: the unpacked bits live in a scratch slot only briefly.
-        out = _scratch_rows(0, N, B) if groups else torch.empty((N, B), dtype=torch.float32)
-        lib.lgn_unpack(bits[-1].data_ptr(), N, B, out.data_ptr(), nt)
         if groups:
-            out = group_counts(out, groups)
+            # The class counts [groups, B], popcounts of the last layer's bits (no float copy of the layer).
+            out = torch.empty((groups, B), dtype=torch.float32)
+            lib.lgn_group_counts(bits[-1].data_ptr(), N, B, groups, out.data_ptr(), nt)
+        else:
+            out = torch.empty((N, B), dtype=torch.float32)
+            lib.lgn_unpack(bits[-1].data_ptr(), N, B, out.data_ptr(), nt)
         ctx.bits, ctx.wiring, ctx.conns, ctx.B, ctx.groups = bits[:-1], wiring, conns, B, groups
         # The reverse indices of the wiring as it was in this forward, as the float path keeps them (cached:
         # hard_stack built them when it checked the indices).
@@ -326,13 +331,12 @@ class HardStack(torch.autograd.Function):
         need_w = [need[7 + 3 * l] for l in range(L)]
         grads = [None] * (3 * L)
         gy = gy.float()
-        # The top's gradient goes to the scratch slot the top layer does not write: the class counts' [groups, B]
-        # broadcast over each group (a copy with contiguous rows: autograd's broadcast of a transposed gradient
-        # took 2 ms of a 9 ms 48k-gate step), or an [N, B] gradient that arrives broadcast.
+        # With groups the top layer reads the class counts' gradient [groups, B] directly: every neuron of a group
+        # the same row (gdiv neurons per row; a broadcast copy of it took 2 ms of a 9 ms 48k-gate step as
+        # autograd's, 0.15 ms as a contiguous copy).  Else an [N, B] gradient (contiguous: it may arrive broadcast).
+        gdiv = 1
         if ctx.groups:
-            N, k = ctx.wiring[-1][0].shape[0], ctx.groups
-            g = _scratch_rows(L % 2, N, B)
-            g.view(k, N // k, B).copy_(gy.contiguous()[:, None, :])
+            g, gdiv = gy.contiguous(), ctx.wiring[-1][0].shape[0] // ctx.groups
         else:
             g = gy if gy.is_contiguous() else _scratch_rows(L % 2, *gy.shape).copy_(gy)
         dx = None
@@ -342,7 +346,7 @@ class HardStack(torch.autograd.Function):
             F = xb.shape[0]
             if need_w[l]:
                 ws, cand, tau = ctx.conns[l]
-                grads[3 * l + 2] = _conn_grad_bits(xb, B, g, a, b, ctx.c_in[l], cand, ws, tau)
+                grads[3 * l + 2] = _conn_grad_bits(xb, B, g, a, b, ctx.c_in[l], cand, ws, tau, gdiv)
             want_x = need[0] if l == 0 else (need[0] or any(need_c[:l]) or any(need_w[:l]))
             dc = torch.empty((N, 4), dtype=torch.float32) if need_c[l] else None
             dx = None
@@ -351,15 +355,15 @@ class HardStack(torch.autograd.Function):
                 # Between layers the gradient lives in the two scratch slots, alternately; the input's is fresh.
                 dx = torch.empty((F, B), dtype=torch.float32) if l == 0 else _scratch_rows(l % 2, F, B)
                 lib.lgn_backward_xc_bits(xb.data_ptr(), F, B, a.data_ptr(), b.data_ptr(), ctx.c_in[l].data_ptr(),
-                                         g.data_ptr(), off.data_ptr(), idx.data_ptr(), dx.data_ptr(),
+                                         g.data_ptr(), gdiv, off.data_ptr(), idx.data_ptr(), dx.data_ptr(),
                                          dc.data_ptr() if dc is not None else None, nt)
             elif dc is not None:
-                lib.lgn_backward_c_bits(xb.data_ptr(), B, a.data_ptr(), b.data_ptr(), g.data_ptr(), dc.data_ptr(),
+                lib.lgn_backward_c_bits(xb.data_ptr(), B, a.data_ptr(), b.data_ptr(), g.data_ptr(), gdiv, dc.data_ptr(),
                                         N, nt)
             grads[3 * l] = dc
             if dx is None:
                 break
-            g = dx
+            g, gdiv = dx, 1
         return (dx if need[0] else None, None, None, None, None, *grads)
 
 
@@ -417,12 +421,17 @@ class GumbelSTE(torch.autograd.Function):
         c_hard = torch.empty((N, 4), dtype=torch.float32)
         c_soft = torch.empty((N, 4), dtype=torch.float32)
         p = torch.empty((N, 16), dtype=torch.float32)
+        tt = torch.empty(N, dtype=torch.uint8)
         if N:
             lib.lgn_gumbel_coeffs(z.data_ptr(), noise.data_ptr() if noise is not None else None, scale, tau,
-                                  M.data_ptr(), N, c_hard.data_ptr(), c_soft.data_ptr(), p.data_ptr(), nt)
+                                  M.data_ptr(), N, c_hard.data_ptr(), c_soft.data_ptr(), p.data_ptr(), tt.data_ptr(),
+                                  nt)
         ctx.save_for_backward(p, M)
         ctx.tau = tau
         ctx.mark_non_differentiable(c_soft)
+        # The sampled gates' truth tables ride along (with the version they hold for), so that the bit-packed
+        # stack need not recover them from c_hard (truth_tables: 0.15 ms a 48k-gate step); the same tables.
+        c_hard._lgn_tt = (tt, c_hard._version)
         return c_hard, c_soft
 
     @staticmethod
@@ -497,17 +506,20 @@ def conn_grad(g, x, a, b, c, cand, ws, tau: float):
     return _conn_grad_call(lib.lgn_conn_grad_float, x, B, g, a, b, c, cand, ws, tau)
 
 
-def _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau):
-    """:func:`conn_grad` on the packed input ``bits`` ``[F, ceil(B/64)]`` (validated indices)."""
-    return _conn_grad_call(_lib().lgn_conn_grad, bits, B, g, a, b, c, cand, ws, tau)
+def _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau, gdiv: int = 1):
+    """:func:`conn_grad` on the packed input ``bits`` ``[F, ceil(B/64)]`` (validated indices); ``g`` has a row per
+    ``gdiv`` neurons (the class counts' gradient of the top layer: one row per group)."""
+    return _conn_grad_call(_lib().lgn_conn_grad, bits, B, g, a, b, c, cand, ws, tau, gdiv)
 
 
-def _conn_grad_call(fn, x, B, g, a, b, c, cand, ws, tau):
-    """``dw [2, N, K]`` from one of the C connection-gradient kernels (``x``: bits or floats, as ``fn`` reads)."""
+def _conn_grad_call(fn, x, B, g, a, b, c, cand, ws, tau, gdiv: int | None = None):
+    """``dw [2, N, K]`` from one of the C connection-gradient kernels (``x``: bits or floats, as ``fn`` reads;
+    ``gdiv``: the bits kernel's neurons per row of ``g``, None for the float kernel, which has no such argument)."""
     _, N, K = cand.shape
     g, c, cand, ws = g.contiguous().float(), c.contiguous().float(), cand.contiguous(), ws.contiguous().float()
     dw = torch.zeros((2, N, K), dtype=torch.float32)
-    if N and B and fn(x.data_ptr(), B, g.data_ptr(), a.contiguous().data_ptr(), b.contiguous().data_ptr(),
+    head = (x.data_ptr(), B, g.data_ptr()) + (() if gdiv is None else (int(gdiv),))
+    if N and B and fn(*head, a.contiguous().data_ptr(), b.contiguous().data_ptr(),
                       c.data_ptr(), cand.data_ptr(), ws.data_ptr(), float(tau), N, K, dw.data_ptr(), num_threads()):
         raise MemoryError("the connection-gradient kernel ran out of memory for its per-thread buffers")
     return dw

@@ -47,7 +47,7 @@
 #endif
 
 /* Bumped whenever a signature below changes; checked by cpu.py after loading. */
-#define LGN_ABI_VERSION 6
+#define LGN_ABI_VERSION 7
 
 EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
 
@@ -270,6 +270,39 @@ EXPORT void lgn_unpack(const uint64_t *RESTRICT bits, int64_t R, int64_t B, floa
     }
 }
 
+/* counts [k, B] float: the ones of each of k contiguous groups of rows of bits [N, W] (N a multiple of k), what
+ * GroupSum sums, without unpacking the rows to floats.  Integer counts, so equal to the float sum of the unpacked
+ * rows (both exact below 2^24). */
+EXPORT void lgn_group_counts(const uint64_t *RESTRICT bits, int64_t N, int64_t B, int64_t k, float *RESTRICT counts,
+                             int nthreads) {
+    const int64_t W = (B + 63) / 64, per = k > 0 ? N / k : 0;
+    (void)nthreads;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N * B >= SMALL_BITS)
+    for (int64_t c = 0; c < k; c++) {
+        for (int64_t s0 = 0; s0 < B; s0 += 64) {
+            const int m = B - s0 < 64 ? (int)(B - s0) : 64;
+            int32_t acc[64] = {0};
+#if defined(__AVX512F__)
+            /* the word's 4 x 16 bits are the lane masks of 4 masked adds */
+            __m512i v[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(),
+                            _mm512_setzero_si512()};
+            const __m512i one = _mm512_set1_epi32(1);
+            for (int64_t r = c * per; r < (c + 1) * per; r++) {
+                const uint64_t w = bits[r * W + (s0 >> 6)];
+                for (int q = 0; q < 4; q++) v[q] = _mm512_mask_add_epi32(v[q], (__mmask16)(w >> (16 * q)), v[q], one);
+            }
+            for (int q = 0; q < 4; q++) _mm512_storeu_si512((void *)(acc + 16 * q), v[q]);
+#else
+            for (int64_t r = c * per; r < (c + 1) * per; r++) {
+                const uint64_t w = bits[r * W + (s0 >> 6)];
+                for (int j = 0; j < 64; j++) acc[j] += (int32_t)((w >> j) & 1u);
+            }
+#endif
+            for (int j = 0; j < m; j++) counts[c * B + s0 + j] = (float)acc[j];
+        }
+    }
+}
+
 /* ybits [N, W] = gate tt[n] of xbits rows a[n], b[n]: one bitwise operation per word. */
 EXPORT void lgn_forward_bits(const uint64_t *RESTRICT x, int64_t W, const int64_t *RESTRICT a,
                              const int64_t *RESTRICT b, const uint8_t *RESTRICT tt, uint64_t *RESTRICT y,
@@ -384,6 +417,10 @@ static inline void dx_half(float *RESTRICT acc, const float *RESTRICT gs, uint32
 }
 
 /* Walk the samples of one row pair as (offset, length, half-word of row p, half-word of row q). */
+/* The row of g that neuron n reads: its own (gdiv 1), or its group's when every gdiv neurons share one row
+ * (the class counts' gradient at the top of a stack); no division in the common case. */
+static inline int64_t g_index(int64_t n, int64_t gdiv) { return gdiv == 1 ? n : n / gdiv; }
+
 #define FOR_HALVES(B, rp, rq, body)                                                                   \
     for (int64_t s0 = 0; s0 < (B); s0 += 32) {                                                        \
         const int m = (B) - s0 < 32 ? (int)((B) - s0) : 32;                                           \
@@ -395,14 +432,14 @@ static inline void dx_half(float *RESTRICT acc, const float *RESTRICT gs, uint32
 
 /* dc only, from bits (the first layer, whose input needs no gradient). */
 EXPORT void lgn_backward_c_bits(const uint64_t *RESTRICT x, int64_t B, const int64_t *RESTRICT a,
-                                const int64_t *RESTRICT b, const float *RESTRICT g, float *RESTRICT dc, int64_t N,
-                                int nthreads) {
+                                const int64_t *RESTRICT b, const float *RESTRICT g, int64_t gdiv, float *RESTRICT dc,
+                                int64_t N, int nthreads) {
     const int64_t W = (B + 63) / 64;
     (void)nthreads;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 256)
     for (int64_t n = 0; n < N; n++) {
         const uint64_t *RESTRICT xa = x + a[n] * W, *RESTRICT xb = x + b[n] * W;
-        const float *RESTRICT gn = g + n * B;
+        const float *RESTRICT gn = g + g_index(n, gdiv) * B;
         dc_acc d;
         dc_zero(&d);
         FOR_HALVES(B, xa, xb, dc_half(gn + s0, hp, hq, m, &d);)
@@ -436,7 +473,7 @@ static inline int tile_chunks(int64_t left) {
 
 static void backward_xc_bits_avx512(const uint64_t *RESTRICT x, int64_t F, int64_t B, const int64_t *RESTRICT a,
                                     const int64_t *RESTRICT b, const float *RESTRICT cin, const float *RESTRICT g,
-                                    const int64_t *RESTRICT rev_off, const int64_t *RESTRICT rev_idx,
+                                    int64_t gdiv, const int64_t *RESTRICT rev_off, const int64_t *RESTRICT rev_idx,
                                     float *RESTRICT dx, float *RESTRICT dc, int nthreads) {
     const int64_t W = (B + 63) / 64;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 64)
@@ -455,9 +492,10 @@ static void backward_xc_bits_avx512(const uint64_t *RESTRICT x, int64_t F, int64
                 acc[c] = _mm512_setzero_ps();
             }
             for (int64_t k = k0; k < k_end; k++) {
-                if (k + PREFETCH_AHEAD < k_all) prefetch_row(g + (rev_idx[k + PREFETCH_AHEAD] >> 1) * B + t0, tile);
+                if (k + PREFETCH_AHEAD < k_all)
+                    prefetch_row(g + g_index(rev_idx[k + PREFETCH_AHEAD] >> 1, gdiv) * B + t0, tile);
                 const int64_t code = rev_idx[k], n = code >> 1;
-                const float *RESTRICT gn = g + n * B + t0;
+                const float *RESTRICT gn = g + g_index(n, gdiv) * B + t0;
                 const int is_a = (code & 1) == 0;
                 const float c3 = cin[4 * n + 3], v0 = is_a ? cin[4 * n + 1] : cin[4 * n + 2];
                 const __m512 V0 = _mm512_set1_ps(v0), V1 = _mm512_set1_ps(v0 + c3 * 1.0f);
@@ -518,11 +556,11 @@ EXPORT int lgn_use_tiles(int on) {
 /* dx (and dc when dc != NULL) from bits, one pass over the reverse index (as lgn_backward_xc). */
 EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t B, const int64_t *RESTRICT a,
                                  const int64_t *RESTRICT b, const float *RESTRICT cin, const float *RESTRICT g,
-                                 const int64_t *RESTRICT rev_off, const int64_t *RESTRICT rev_idx,
+                                 int64_t gdiv, const int64_t *RESTRICT rev_off, const int64_t *RESTRICT rev_idx,
                                  float *RESTRICT dx, float *RESTRICT dc, int nthreads) {
 #if defined(__AVX512F__)
     if (use_tiles) {
-        backward_xc_bits_avx512(x, F, B, a, b, cin, g, rev_off, rev_idx, dx, dc, nthreads);
+        backward_xc_bits_avx512(x, F, B, a, b, cin, g, gdiv, rev_off, rev_idx, dx, dc, nthreads);
         return;
     }
 #endif
@@ -535,10 +573,10 @@ EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t 
         memset(acc, 0, (size_t)B * sizeof(float));
         const int64_t k_end = rev_off[i + 1], k_all = rev_off[F];
         for (int64_t k = rev_off[i]; k < k_end; k++) {
-            if (k + PREFETCH_AHEAD < k_all) prefetch_row(g + (rev_idx[k + PREFETCH_AHEAD] >> 1) * B, B);
+            if (k + PREFETCH_AHEAD < k_all) prefetch_row(g + g_index(rev_idx[k + PREFETCH_AHEAD] >> 1, gdiv) * B, B);
             const int64_t code = rev_idx[k];
             const int64_t n = code >> 1;
-            const float *RESTRICT gn = g + n * B;
+            const float *RESTRICT gn = g + g_index(n, gdiv) * B;
             const float c3 = cin[4 * n + 3];
             if ((code & 1) == 0) {
                 /* input i is A of neuron n; the partner is B: d/dA = c1 + c3*B. */
@@ -652,8 +690,8 @@ EXPORT void lgn_gumbel_noise(float *RESTRICT out, int64_t n, uint64_t key, int n
 }
 
 /* One neuron (the tail of a block loop below). */
-static void gumbel_one(const float *RESTRICT zn, const float *RESTRICT gn, float scale, float tau,
-                       const float *RESTRICT M, float *RESTRICT ch, float *RESTRICT cs, float *RESTRICT pn) {
+static int gumbel_one(const float *RESTRICT zn, const float *RESTRICT gn, float scale, float tau,
+                      const float *RESTRICT M, float *RESTRICT ch, float *RESTRICT cs, float *RESTRICT pn) {
     float zs[16], y[16], e[16], best = -INFINITY, mx = -INFINITY, sum = 0.f;
     for (int j = 0; j < 16; j++) zs[j] = gn ? zn[j] + scale * gn[j] : zn[j];
     for (int j = 0; j < 16; j++) best = zs[j] > best ? zs[j] : best;
@@ -674,13 +712,16 @@ static void gumbel_one(const float *RESTRICT zn, const float *RESTRICT gn, float
         cs[i] = t;
         ch[i] = M[4 * k + i];
     }
+    return k;
 }
 
 #define GBLK 16
 EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
                               const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
-                              float *RESTRICT p, int nthreads) {
+                              float *RESTRICT p, uint8_t *RESTRICT tt, int nthreads) {
     const int64_t nblk = N / GBLK;
+    uint8_t tt_of[16];   /* the truth table of each row of M, as lgn_truth_tables reads it */
+    if (tt && lgn_truth_tables(M, 16, tt_of)) tt = NULL;   /* M is not 16 gates: no tables (never, from Python) */
     (void)nthreads;
     /* Blocks of 16 neurons, one per SIMD lane, so that every step is a vertical vector operation (a neuron's
      * own 16 logits would need horizontal reductions at every step). */
@@ -736,9 +777,14 @@ EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, 
                 c_soft[4 * (n0 + l) + i] = cs[i][l];
                 c_hard[4 * (n0 + l) + i] = M[4 * k[l] + i];
             }
+        if (tt)
+            for (int l = 0; l < GBLK; l++) tt[n0 + l] = tt_of[k[l]];
     }
-    for (int64_t n = nblk * GBLK; n < N; n++)
-        gumbel_one(z + 16 * n, g ? g + 16 * n : NULL, scale, tau, M, c_hard + 4 * n, c_soft + 4 * n, p + 16 * n);
+    for (int64_t n = nblk * GBLK; n < N; n++) {
+        const int k = gumbel_one(z + 16 * n, g ? g + 16 * n : NULL, scale, tau, M, c_hard + 4 * n, c_soft + 4 * n,
+                                 p + 16 * n);
+        if (tt) tt[n] = tt_of[k];
+    }
 }
 
 /* dz [N, 16] from dc [N, 4] through c_soft = softmax(zs / tau) @ M: dz = p * (gp - <p, gp>) / tau, gp = M dc. */
@@ -821,14 +867,14 @@ static inline float bits_dot(const float *RESTRICT d, const uint64_t *RESTRICT r
 /* conn_grad on bits with AVX-512: per gate, a tile of 8 x 16 samples of dA and dB lives in 16 registers (no
  * buffer), each candidate's dot product is masked adds of them (the candidate's bits are the lane masks), and
  * the K partial sums of each side are reduced once at the end. */
-static void conn_grad_bits_avx512(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g,
+static void conn_grad_bits_avx512(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g, int64_t gdiv,
                                   const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
                                   const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N,
                                   int64_t K, float *RESTRICT dw, int nthreads) {
     const int64_t W = (B + 63) / 64;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 64)
     for (int64_t n = 0; n < N; n++) {
-        const float *RESTRICT gn = g + n * B;
+        const float *RESTRICT gn = g + g_index(n, gdiv) * B;
         const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
         const __m512 A0 = _mm512_set1_ps(c1), A1 = _mm512_set1_ps(c1 + c3);
         const __m512 B0 = _mm512_set1_ps(c2), B1 = _mm512_set1_ps(c2 + c3);
@@ -874,13 +920,13 @@ static void conn_grad_bits_avx512(const uint64_t *RESTRICT xbits, int64_t B, con
 }
 #endif
 
-static int conn_grad(const void *RESTRICT x, int packed, int64_t B, const float *RESTRICT g,
+static int conn_grad(const void *RESTRICT x, int packed, int64_t B, const float *RESTRICT g, int64_t gdiv,
                      const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
                      const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N, int64_t K,
                      float *RESTRICT dw, int nthreads) {
 #if defined(__AVX512F__)
     if (packed && K <= 64 && use_tiles) {
-        conn_grad_bits_avx512((const uint64_t *)x, B, g, a, b, c, cand, ws, tau, N, K, dw, nthreads);
+        conn_grad_bits_avx512((const uint64_t *)x, B, g, gdiv, a, b, c, cand, ws, tau, N, K, dw, nthreads);
         return 0;
     }
 #endif
@@ -897,7 +943,7 @@ static int conn_grad(const void *RESTRICT x, int packed, int64_t B, const float 
         for (int64_t n = 0; n < N; n++) {
             if (!buf) continue;
             float *RESTRICT dA = buf, *RESTRICT dB = buf + S;
-            const float *RESTRICT gn = g + n * B;
+            const float *RESTRICT gn = g + g_index(n, gdiv) * B;
             const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
             if (packed) {
                 const uint64_t *RESTRICT xa = xbits + a[n] * W, *RESTRICT xb = xbits + b[n] * W;
@@ -939,11 +985,11 @@ static int conn_grad(const void *RESTRICT x, int packed, int64_t B, const float 
 }
 
 /* conn_grad on the input bits the bit-packed stack keeps (HardStack's backward). */
-EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g,
+EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g, int64_t gdiv,
                          const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
                          const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N, int64_t K,
                          float *RESTRICT dw, int nthreads) {
-    return conn_grad(xbits, 1, B, g, a, b, c, cand, ws, tau, N, K, dw, nthreads);
+    return conn_grad(xbits, 1, B, g, gdiv, a, b, c, cand, ws, tau, N, K, dw, nthreads);
 }
 
 /* conn_grad on a float input x [F, B] (the softmax relaxation's soft activations). */
@@ -951,7 +997,7 @@ EXPORT int lgn_conn_grad_float(const float *RESTRICT x, int64_t B, const float *
                                const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
                                const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N,
                                int64_t K, float *RESTRICT dw, int nthreads) {
-    return conn_grad(x, 0, B, g, a, b, c, cand, ws, tau, N, K, dw, nthreads);
+    return conn_grad(x, 0, B, g, 1, a, b, c, cand, ws, tau, N, K, dw, nthreads);
 }
 
 /*

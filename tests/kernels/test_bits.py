@@ -230,3 +230,20 @@ def test_tiled_backward_equals_the_generic_one(B):
     assert torch.equal(tiled[0], generic[0]) and torch.equal(tiled[1], generic[1])
     for u, v in zip(tiled[2], generic[2]):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+
+
+def test_gumbel_ste_carries_the_sampled_gates_truth_tables():
+    """The C Gumbel-STE op hands its sampled gates' truth tables to the bit-packed stack: the same tables that
+    truth_tables recovers from the coefficients, and not used once the coefficients change in place."""
+    M = torch_coeffs()
+    for N in (1, 16, 1003):                                   # the op's 16-neuron blocks and its tail
+        z = torch.randn(N, 16, generator=torch.Generator().manual_seed(N), requires_grad=True)
+        c, _ = cpu.gumbel_ste_coefficients(z, cpu.gumbel_noise((N, 16), N), 0.7, 1.0, M)
+        carried = cpu.truth_tables(c)
+        assert c._lgn_tt[0] is carried
+        del c._lgn_tt
+        assert torch.equal(carried, cpu.truth_tables(c))
+    c, _ = cpu.gumbel_ste_coefficients(z, None, 0.0, 1.0, M)
+    with torch.no_grad():
+        c[0] = 0.5                                            # no longer a gate: the carried tables must not be used
+    assert cpu.truth_tables(c) is None

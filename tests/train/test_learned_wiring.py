@@ -148,3 +148,26 @@ def test_learned_net_hard_forward_is_the_exported_netlist():
     netlist = from_model(net, enc)
     counts = netlist_scores(netlist, bits=bits.numpy().astype(np.uint8))
     assert np.array_equal(counts, (scores * 2.0).round().numpy().astype(counts.dtype))
+
+
+@pytest.mark.parametrize("input_grad", ["soft", "hard"])
+def test_learned_net_with_class_groups_cpu_equals_reference(input_grad):
+    """A whole LogicNet with learned connections: the C stack (class counts popcounted from the last layer's bits,
+    the top layer's gradient read one row per class group) against the reference backend, forward and gradients."""
+    from lgn_fpga.kernels import cpu
+    if not cpu.available():
+        pytest.skip(cpu.unavailable_reason())
+    net = LogicNet(30, [40, 35], 5, tau=2.0, seed=3, candidates=4)
+    bits = (torch.rand(37, 30, generator=torch.Generator().manual_seed(4)) > 0.5).float()
+    G = torch.randn(37, 5, generator=torch.Generator().manual_seed(5))
+    out = {}
+    for kernel in ("reference", "cpu"):
+        r = Relaxation("sample", noise=0.5, tau=0.7, input_grad=input_grad, generator=torch.Generator().manual_seed(6))
+        net.zero_grad(set_to_none=True)
+        y = net(bits, r, kernel)
+        (y * G).sum().backward()
+        out[kernel] = (y.detach(), *[p.grad.clone() for p in net.parameters()])
+    assert torch.equal(out["cpu"][0], out["reference"][0])             # counts of 0/1 bits: exact
+    for got, want in zip(out["cpu"][1:], out["reference"][1:]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert all(g.abs().sum() > 0 for g in out["cpu"][1:])
