@@ -76,7 +76,8 @@ def test_trained_gate_cost_model_reproduces_the_builds_it_was_fitted_on():
     """The ECP5 cost model (fit.TRAINED_GATE_COST) against measured CIFAR-10 builds (README, "FPGA builds")."""
     from lgn_fpga.fpga.fit import lut_budget, size_widths, trained_lut_cost
     for widths, measured, tol in (([16000] * 3 + [4000], 22756, 0.01), ([16000] * 4, 64033, 0.01),
-                                  ([8000] * 4, 31588, 0.02), ([24000] * 3 + [6000], 33117, 0.04)):
+                                  ([8000] * 4, 31588, 0.02), ([24000] * 3 + [6000], 33117, 0.04),
+                                  ([37930] * 3 + [9480], 52606, 0.03)):
         assert abs(trained_lut_cost("ecp5", widths) / measured - 1) < tol, widths
     b = load_board("ulx3s")
     w = size_widths(b, [16000, 16000, 16000, 4000], 10)
