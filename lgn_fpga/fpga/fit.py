@@ -134,7 +134,7 @@ def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True
 # iCE40 (2 gate layers per stage, count tables), MNIST trained at 4 x {480, 640, 800, 960, 1120} and
 # {960, 1120, 1600, 2400} x 3 + {480, 640, 800}, 20,000 steps: the classifier's cells (the estimate after
 # `export`, within 1 % of the builds: 4 x 960 -> 4,988 cells placed; least squares over 12 nets) give 0.09 per hidden
-# and 4.0 per last-layer gate, within 5 % (4 x 480: 11 % high) (docs/boards.md, "Sizing for the iCEBreaker").
+# and 4.0 per last-layer gate, within 5 % (4 x 480: 11 % high) (docs/method.md, "MNIST on the iCEBreaker").
 TRAINED_GATE_COST = {"ecp5": (0.19, 3.4), "ice40": (0.09, 4.0)}      # (per hidden gate, per last-layer gate)
 # The share of the device's LUTs a design may fill: on ECP5 what routes with YoWASP on 2 cores inside
 # 30 minutes, with margin: the 64,033-LUT4 CIFAR-10 build (77 %, 33,775 gates, per-byte frame buffer) routed in

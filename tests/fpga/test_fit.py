@@ -87,7 +87,7 @@ def test_trained_gate_cost_model_reproduces_the_builds_it_was_fitted_on():
 
 def test_ice40_cost_model_reproduces_the_icebreaker_builds():
     """The iCE40 cost model (fit.TRAINED_GATE_COST, 2 gate layers per stage) plus the I/O and frame buffer that
-    fit.lut_budget reserves, against placed MNIST builds (docs/boards.md, "Sizing for the iCEBreaker")."""
+    fit.lut_budget reserves, against placed MNIST builds (docs/method.md, "MNIST on the iCEBreaker")."""
     from lgn_fpga.fpga.fit import lut_budget, size_width, trained_lut_cost
     b = load_board("icebreaker")
     reserved = int(0.9 * b.budget["lut"]) - lut_budget(b, 784)         # I/O, its unpaired FFs, the frame buffer
