@@ -129,8 +129,8 @@ def check_fit(net, board: Board, stages: int | None = None, enforce: bool = True
 # counted by the popcount and keep the gates that feed them alive, while most hidden gates die in `export`.
 # ECP5, CIFAR-10 (3 thresholds): 16,000 x 3 + 4,000 -> 22,756 LUT4 and 4 x 16,000 -> 64,033 give
 # 0.19 per hidden and 3.4 per last-layer gate; they predict 4 x 8,000 (31,588 measured) within 1.3 %,
-# 24,000 x 3 + 6,000 (33,117) within 3 % and 37,930 x 3 + 9,480 (52,606, learned wiring, the config) within 2.4 %. MNIST (1 threshold) costs less: 4 x 8,000 -> 25,584, 4 x 12,000 ->
-# 39,357 (the model: 31,760 and 47,640).
+# 24,000 x 3 + 6,000 (33,117) within 3 % and 37,930 x 3 + 9,480 (52,606, learned wiring, the config) within
+# 2.4 %. MNIST (1 threshold) costs less: 4 x 8,000 -> 25,584, 4 x 12,000 -> 39,357 (the model: 31,760 and 47,640).
 # iCE40 (2 gate layers per stage, count tables), MNIST trained at 4 x {480, 640, 800, 960, 1120} and
 # {960, 1120, 1600, 2400} x 3 + {480, 640, 800}, 20,000 steps: the classifier's cells (the estimate after
 # `export`, within 1 % of the builds: 4 x 960 -> 4,988 cells placed; least squares over 12 nets) give 0.09 per hidden

@@ -358,8 +358,8 @@ class HardStack(torch.autograd.Function):
                                          g.data_ptr(), gdiv, off.data_ptr(), idx.data_ptr(), dx.data_ptr(),
                                          dc.data_ptr() if dc is not None else None, nt)
             elif dc is not None:
-                lib.lgn_backward_c_bits(xb.data_ptr(), B, a.data_ptr(), b.data_ptr(), g.data_ptr(), gdiv, dc.data_ptr(),
-                                        N, nt)
+                lib.lgn_backward_c_bits(xb.data_ptr(), B, a.data_ptr(), b.data_ptr(), g.data_ptr(), gdiv,
+                                        dc.data_ptr(), N, nt)
             grads[3 * l] = dc
             if dx is None:
                 break
