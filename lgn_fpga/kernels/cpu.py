@@ -52,7 +52,7 @@ _SIGNATURES = {
     "lgn_pack": ([_p, _i64, _i64, _p, _int], _i64),
     "lgn_use_tiles": ([_int], _int),
     "lgn_gumbel_noise": ([_p, _i64, ctypes.c_uint64, _int], None),
-    "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _p, _int], None),
+    "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _p, _int], _int),
     "lgn_gumbel_coeffs_backward": ([_p, _p, _f32, _p, _i64, _p, _int], None),
     "lgn_truth_tables": ([_p, _i64, _p], _i64),
     "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p], None),
@@ -422,16 +422,18 @@ class GumbelSTE(torch.autograd.Function):
         c_soft = torch.empty((N, 4), dtype=torch.float32)
         p = torch.empty((N, 16), dtype=torch.float32)
         tt = torch.empty(N, dtype=torch.uint8)
+        tables = True
         if N:
-            lib.lgn_gumbel_coeffs(z.data_ptr(), noise.data_ptr() if noise is not None else None, scale, tau,
-                                  M.data_ptr(), N, c_hard.data_ptr(), c_soft.data_ptr(), p.data_ptr(), tt.data_ptr(),
-                                  nt)
+            tables = lib.lgn_gumbel_coeffs(z.data_ptr(), noise.data_ptr() if noise is not None else None, scale, tau,
+                                           M.data_ptr(), N, c_hard.data_ptr(), c_soft.data_ptr(), p.data_ptr(),
+                                           tt.data_ptr(), nt) == 1
         ctx.save_for_backward(p, M)
         ctx.tau = tau
         ctx.mark_non_differentiable(c_soft)
         # The sampled gates' truth tables ride along (with the version they hold for), so that the bit-packed
         # stack need not recover them from c_hard (truth_tables: 0.15 ms a 48k-gate step); the same tables.
-        c_hard._lgn_tt = (tt, c_hard._version)
+        if tables:                                  # (M not the 16 gates: no tables, the stack checks c itself)
+            c_hard._lgn_tt = (tt, c_hard._version)
         return c_hard, c_soft
 
     @staticmethod

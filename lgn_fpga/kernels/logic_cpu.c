@@ -608,6 +608,8 @@ EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t 
  *   p  = softmax(zs / tau)      c_soft[n] = p @ M                       (p saved for the backward)
  * zs and k are computed exactly as torch does (one multiply, one add), so the sampled gate is the reference's;
  * the softmax may differ from torch's in the last bits (another exp).  M: [16, 4] coefficient rows.
+ *   tt[n] (when tt != NULL) = the truth table of gate k, as lgn_truth_tables derives it from M's row; returns 1
+ *   when it wrote them, 0 when not (tt NULL, or M's rows not the 16 gates).
  * ------------------------------------------------------------------------------------------------------------ */
 #include <math.h>
 
@@ -716,12 +718,12 @@ static int gumbel_one(const float *RESTRICT zn, const float *RESTRICT gn, float 
 }
 
 #define GBLK 16
-EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
-                              const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
-                              float *RESTRICT p, uint8_t *RESTRICT tt, int nthreads) {
+EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
+                             const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
+                             float *RESTRICT p, uint8_t *RESTRICT tt, int nthreads) {
     const int64_t nblk = N / GBLK;
     uint8_t tt_of[16];   /* the truth table of each row of M, as lgn_truth_tables reads it */
-    if (tt && lgn_truth_tables(M, 16, tt_of)) tt = NULL;   /* M is not 16 gates: no tables (never, from Python) */
+    if (tt && lgn_truth_tables(M, 16, tt_of)) tt = NULL;   /* M is not 16 gates: no tables (returns 0) */
     (void)nthreads;
     /* Blocks of 16 neurons, one per SIMD lane, so that every step is a vertical vector operation (a neuron's
      * own 16 logits would need horizontal reductions at every step). */
@@ -785,6 +787,7 @@ EXPORT void lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, 
                                  p + 16 * n);
         if (tt) tt[n] = tt_of[k];
     }
+    return tt != NULL;
 }
 
 /* dz [N, 16] from dc [N, 4] through c_soft = softmax(zs / tau) @ M: dz = p * (gp - <p, gp>) / tau, gp = M dc. */

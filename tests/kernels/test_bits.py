@@ -247,3 +247,11 @@ def test_gumbel_ste_carries_the_sampled_gates_truth_tables():
     with torch.no_grad():
         c[0] = 0.5                                            # no longer a gate: the carried tables must not be used
     assert cpu.truth_tables(c) is None
+
+
+def test_gumbel_ste_carries_no_tables_for_coefficients_that_are_not_gates():
+    """With a coefficient matrix whose rows are not the 16 gates, the op writes no tables and hangs none on c."""
+    M = torch_coeffs() * 0.5
+    z = torch.randn(40, 16, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    c, _ = cpu.gumbel_ste_coefficients(z, None, 0.0, 1.0, M)
+    assert not hasattr(c, "_lgn_tt") and cpu.truth_tables(c) is None
