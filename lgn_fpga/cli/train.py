@@ -1,7 +1,6 @@
 """``lgn-fpga train``, ``info`` and ``plot``."""
 from __future__ import annotations
 
-import math
 import sys
 import time
 from pathlib import Path
@@ -220,8 +219,10 @@ def _size_for_board(board_name, ydict, cli, config_path, cfg):
     """``cfg`` with the gates per layer that ``board_name`` holds (:mod:`lgn_fpga.fpga.fit`); ``cli`` holds the
     command line's keys, ``--set`` ones included."""
     from ..data.datasets import SHAPES, class_names
+    from ..data.encoding import ThermometerEncoding
     from ..fpga.boards import load_board
-    from ..fpga.fit import ROUTABLE_FILL, lut_budget, scaled_group_tau, size_width, size_widths, trained_lut_cost
+    from ..fpga.fit import (ROUTABLE_FILL, budget_unit, lut_budget, scaled_group_tau, size_width, size_widths,
+                            trained_lut_cost)
     from ..train.config import resolve_config
     given = sorted({"width", "widths"} & set(cli))
     if given:
@@ -230,10 +231,10 @@ def _size_for_board(board_name, ydict, cli, config_path, cfg):
     shape = cfg.widths_list()
     layers = len(shape)
     n_classes = len(class_names(cfg.dataset))          # known without reading the data (training reads it)
-    input_bits = math.prod(SHAPES[cfg.dataset]) * int(cfg.thresholds)
-    unit = "logic cells" if board.family == "ice40" else "LUTs"
+    input_bits = ThermometerEncoding.make(SHAPES[cfg.dataset], cfg.thresholds).n_bits
     def fill(widths):
-        return (f"about {trained_lut_cost(board.family, widths):,.0f} of the {lut_budget(board, input_bits):,} {unit} "
+        return (f"about {trained_lut_cost(board.family, widths):,.0f} of the {lut_budget(board, input_bits):,} "
+                f"{budget_unit(board.family)} "
                 f"that route, {100 * ROUTABLE_FILL[board.family]:.0f} % of {board.budget['lut']:,} less the I/O; "
                 f"lgn_fpga/fpga/fit.py")
     # A uniform recipe stays uniform (width, layers); another keeps its shape, scaled (widths).  The GroupSum

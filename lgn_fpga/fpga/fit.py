@@ -27,7 +27,7 @@ from .flow import BuildError
 
 __all__ = ["FitEstimate", "FitError", "check_fit", "estimate", "io_estimate", "frame_buffer_bits", "size_width",
            "trained_gates_for", "TRAINED_GATE_COST", "ROUTABLE_FILL", "size_widths", "lut_budget",
-           "trained_lut_cost", "scaled_group_tau"]
+           "trained_lut_cost", "scaled_group_tau", "budget_unit"]
 
 
 class FitError(BuildError):
@@ -42,6 +42,16 @@ _IO_FF = {"ice40": 280, "ecp5": 270}
 _IO_UNPAIRED = 0.3
 
 
+def budget_unit(family: str) -> str:
+    """What a board's ``budget["lut"]`` counts: logic cells on iCE40 (a LUT4 and a flip-flop each), LUTs on ECP5."""
+    return "LUTs" if family == "ecp5" else "logic cells"
+
+
+def _io_unpaired_ff(family: str, frame_bits: int) -> int:
+    """Flip-flops of the board I/O without a LUT of their own: the frame buffer's and a share of the rest."""
+    return frame_bits + int(_IO_UNPAIRED * _IO_FF[family])
+
+
 def frame_buffer_bits(net, binarize: str = "auto", wire: str = "bytes") -> int:
     """Frame-buffer flip-flops of ``net``'s top level (:func:`lgn_fpga.hdl.framing.buffer_plan`)."""
     from ..hdl.framing import buffer_plan
@@ -53,7 +63,7 @@ def io_estimate(net, family: str, binarize: str = "auto", wire: str = "bytes") -
     """LUTs and flip-flops of the board I/O around the classifier (``unpaired_ff``: those without a LUT)."""
     fb = frame_buffer_bits(net, binarize, wire)
     return {"lut": _IO_LUT[family], "ff": _IO_FF[family] + fb,
-            "unpaired_ff": fb + int(_IO_UNPAIRED * _IO_FF[family]), "bram": 0}
+            "unpaired_ff": _io_unpaired_ff(family, fb), "bram": 0}
 
 
 @dataclass
@@ -74,7 +84,7 @@ class FitEstimate:
     def over(self) -> list:
         """``(name, estimate, budget)`` for every resource over budget."""
         out = []
-        for name, est, key in (("LUTs" if self.family == "ecp5" else "logic cells", self.cells, "lut"),
+        for name, est, key in ((budget_unit(self.family), self.cells, "lut"),
                                ("FFs", self.ff, "ff"), ("BRAM blocks", self.bram, "bram")):
             if est > self.budget[key]:
                 out.append((name, est, self.budget[key]))
@@ -85,7 +95,7 @@ class FitEstimate:
         return not self.over()
 
     def summary(self) -> str:
-        unit = "LUTs" if self.family == "ecp5" else "logic cells"
+        unit = budget_unit(self.family)
         return (f"{self.cells:,} {unit} ({100 * self.cells / self.budget['lut']:.0f} % of {self.budget['lut']:,}), "
                 f"{self.ff:,} FFs ({100 * self.ff / self.budget['ff']:.0f} %), {self.bram} BRAM")
 
@@ -152,9 +162,7 @@ def lut_budget(board: Board, input_bits: int = 0) -> int:
     """LUT4 (iCE40: logic cells) the network may take on ``board``: the share that routes, less the I/O (on
     iCE40 also its unpaired flip-flops and the frame buffer of a model with ``input_bits`` input bits)."""
     f = board.family
-    io = _IO_LUT[f]
-    if f == "ice40":
-        io += int(_IO_UNPAIRED * _IO_FF[f]) + int(FRAME_BUFFER_LIVE * input_bits)
+    io = _IO_LUT[f] + (_io_unpaired_ff(f, int(FRAME_BUFFER_LIVE * input_bits)) if f == "ice40" else 0)
     return max(int(ROUTABLE_FILL[f] * board.budget["lut"] - io), 0)
 
 

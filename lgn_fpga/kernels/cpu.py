@@ -57,7 +57,7 @@ _SIGNATURES = {
     "lgn_truth_tables": ([_p, _i64, _p], _i64),
     "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p], None),
     "lgn_conn_grad": ([_p, _i64, _p, _i64, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
-    "lgn_conn_grad_float": ([_p, _i64, _p, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
+    "lgn_conn_grad_float": ([_p, _i64, _p, _i64, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
     "lgn_reverse_index": ([_p, _p, _i64, _i64, _p, _p], None),
     "lgn_unpack": ([_p, _i64, _i64, _p, _int], None),
     "lgn_group_counts": ([_p, _i64, _i64, _i64, _p, _int], None),
@@ -514,14 +514,13 @@ def _conn_grad_bits(bits, B, g, a, b, c, cand, ws, tau, gdiv: int = 1):
     return _conn_grad_call(_lib().lgn_conn_grad, bits, B, g, a, b, c, cand, ws, tau, gdiv)
 
 
-def _conn_grad_call(fn, x, B, g, a, b, c, cand, ws, tau, gdiv: int | None = None):
+def _conn_grad_call(fn, x, B, g, a, b, c, cand, ws, tau, gdiv: int = 1):
     """``dw [2, N, K]`` from one of the C connection-gradient kernels (``x``: bits or floats, as ``fn`` reads;
-    ``gdiv``: the bits kernel's neurons per row of ``g``, None for the float kernel, which has no such argument)."""
+    ``gdiv``: neurons per row of ``g``)."""
     _, N, K = cand.shape
     g, c, cand, ws = g.contiguous().float(), c.contiguous().float(), cand.contiguous(), ws.contiguous().float()
     dw = torch.zeros((2, N, K), dtype=torch.float32)
-    head = (x.data_ptr(), B, g.data_ptr()) + (() if gdiv is None else (int(gdiv),))
-    if N and B and fn(*head, a.contiguous().data_ptr(), b.contiguous().data_ptr(),
+    if N and B and fn(x.data_ptr(), B, g.data_ptr(), int(gdiv), a.contiguous().data_ptr(), b.contiguous().data_ptr(),
                       c.data_ptr(), cand.data_ptr(), ws.data_ptr(), float(tau), N, K, dw.data_ptr(), num_threads()):
         raise MemoryError("the connection-gradient kernel ran out of memory for its per-thread buffers")
     return dw

@@ -996,11 +996,11 @@ EXPORT int lgn_conn_grad(const uint64_t *RESTRICT xbits, int64_t B, const float 
 }
 
 /* conn_grad on a float input x [F, B] (the softmax relaxation's soft activations). */
-EXPORT int lgn_conn_grad_float(const float *RESTRICT x, int64_t B, const float *RESTRICT g,
+EXPORT int lgn_conn_grad_float(const float *RESTRICT x, int64_t B, const float *RESTRICT g, int64_t gdiv,
                                const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
                                const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N,
                                int64_t K, float *RESTRICT dw, int nthreads) {
-    return conn_grad(x, 0, B, g, 1, a, b, c, cand, ws, tau, N, K, dw, nthreads);
+    return conn_grad(x, 0, B, g, gdiv, a, b, c, cand, ws, tau, N, K, dw, nthreads);
 }
 
 /*
