@@ -541,8 +541,9 @@ static void backward_xc_bits_avx512(const uint64_t *RESTRICT x, int64_t F, int64
 }
 #endif
 
-/* Whether lgn_backward_xc_bits takes its AVX-512 form (1, the default, where the build has AVX-512) or the
- * generic one (0: for the tests, which compare the two); returns whether the AVX-512 form exists. */
+/* Whether lgn_backward_xc_bits, lgn_conn_grad and lgn_gumbel_coeffs take their AVX-512 forms (1, the default,
+ * where the build has AVX-512) or the generic ones (0: for the tests, which compare the two); returns whether
+ * the AVX-512 forms exist. */
 EXPORT int lgn_use_tiles(int on) {
 #if defined(__AVX512F__)
     use_tiles = on;
@@ -677,10 +678,76 @@ static inline float gumbel_of(uint32_t v23) {
  * neurons (16 logits, 16 noise values each): below it a parallel region costs more than it saves. */
 #define PAR_NEURONS 4096
 
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+/* log_pos on 16 lanes: the same operations in the same order (bit for bit). */
+static inline __m512 log_pos16(__m512 x) {
+    const __m512i v = _mm512_castps_si512(x);
+    __m512i e = _mm512_sub_epi32(_mm512_srli_epi32(v, 23), _mm512_set1_epi32(127));
+    __m512 m = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0x7fffff)),
+                                                   _mm512_set1_epi32(0x3f800000)));
+    const __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356f), _CMP_GT_OQ);
+    m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
+    e = _mm512_mask_add_epi32(e, big, e, _mm512_set1_epi32(1));
+    const __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
+    const __m512 s = _mm512_div_ps(f, _mm512_add_ps(_mm512_set1_ps(2.0f), f)), z = _mm512_mul_ps(s, s);
+    __m512 p = _mm512_set1_ps(1.0f / 11.0f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f / 9.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f / 7.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f / 5.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f / 3.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f));
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e), _mm512_set1_ps(0.693147180559945f)),
+                         _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), s), p));
+}
+
+static inline __m512 gumbel16(__m512i v23) {
+    const __m512 u = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(v23), _mm512_set1_ps(0.5f)),
+                                   _mm512_set1_ps(1.0f / 8388608.0f));
+    const __m512 sign = _mm512_set1_ps(-0.0f);
+    return _mm512_xor_ps(log_pos16(_mm512_xor_ps(log_pos16(u), sign)), sign);
+}
+
+static inline __m512i splitmix64_8(__m512i z) {
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 30)), _mm512_set1_epi64((long long)0xBF58476D1CE4E5B9ULL));
+    z = _mm512_mullo_epi64(_mm512_xor_si512(z, _mm512_srli_epi64(z, 27)), _mm512_set1_epi64((long long)0x94D049BB133111EBULL));
+    return _mm512_xor_si512(z, _mm512_srli_epi64(z, 31));
+}
+
+/* Pairs j0 .. j0 + 15 of lgn_gumbel_noise (out: their 32 values), bit for bit the generic loop's: the two
+ * values of a pair are computed 16 at a time (the generic loop compiled to 8-lane halves) and interleaved. */
+static inline void gumbel_noise32(float *RESTRICT out, uint64_t key, int64_t j0) {
+    const __m512i G = _mm512_set1_epi64((long long)0x9E3779B97F4A7C15ULL);
+    const __m512i j = _mm512_add_epi64(_mm512_set1_epi64(j0 + 1), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
+    const __m512i kk = _mm512_set1_epi64((long long)key);
+    const __m512i h0 = splitmix64_8(_mm512_add_epi64(kk, _mm512_mullo_epi64(j, G)));
+    const __m512i h1 = splitmix64_8(_mm512_add_epi64(kk, _mm512_mullo_epi64(_mm512_add_epi64(j, _mm512_set1_epi64(8)), G)));
+    const __m512i mask = _mm512_set1_epi64(0x7fffff);
+    const __m512i ev = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_srli_epi64(h0, 41))),
+                                          _mm512_cvtepi64_epi32(_mm512_srli_epi64(h1, 41)), 1);
+    const __m512i od = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srli_epi64(h0, 8), mask))),
+        _mm512_cvtepi64_epi32(_mm512_and_si512(_mm512_srli_epi64(h1, 8), mask)), 1);
+    const __m512 ge = gumbel16(ev), go = gumbel16(od);
+    const __m512i lo = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    _mm512_storeu_ps(out, _mm512_permutex2var_ps(ge, lo, go));
+    _mm512_storeu_ps(out + 16, _mm512_permutex2var_ps(ge, hi, go));
+}
+#endif
+
 EXPORT void lgn_gumbel_noise(float *RESTRICT out, int64_t n, uint64_t key, int nthreads) {
     const int64_t pairs = n / 2;
+    int64_t done = 0;
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+    if (use_tiles) {
+        const int64_t chunks = pairs / 16;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (n >= 16 * PAR_NEURONS)
-    for (int64_t j = 0; j < pairs; j++) {
+        for (int64_t c = 0; c < chunks; c++) gumbel_noise32(out + 32 * c, key, 16 * c);
+        done = 16 * chunks;
+    }
+#endif
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (n >= 16 * PAR_NEURONS)
+    for (int64_t j = done; j < pairs; j++) {
         const uint64_t h = splitmix64(key + (uint64_t)(j + 1) * 0x9E3779B97F4A7C15ULL);
         out[2 * j] = gumbel_of((uint32_t)(h >> 41));
         out[2 * j + 1] = gumbel_of((uint32_t)(h >> 8) & 0x7fffffu);
@@ -718,6 +785,97 @@ static int gumbel_one(const float *RESTRICT zn, const float *RESTRICT gn, float 
 }
 
 #define GBLK 16
+#if defined(__AVX512F__)
+/* The 16 x 16 transpose of r (row j, lane l -> row l, lane j): four rounds of two-source shuffles. */
+static inline void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4)
+        for (int h = 0; h < 2; h++) {
+            const __m512d u = _mm512_castps_pd(t[i + h]), v = _mm512_castps_pd(t[i + 2 + h]);
+            r[i + 2 * h] = _mm512_castpd_ps(_mm512_unpacklo_pd(u, v));
+            r[i + 2 * h + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(u, v));
+        }
+    for (int i = 0; i < 16; i += 8)
+        for (int h = 0; h < 4; h++) {
+            t[i + h] = _mm512_shuffle_f32x4(r[i + h], r[i + 4 + h], 0x88);
+            t[i + 4 + h] = _mm512_shuffle_f32x4(r[i + h], r[i + 4 + h], 0xDD);
+        }
+    for (int h = 0; h < 8; h++) {
+        r[h] = _mm512_shuffle_f32x4(t[h], t[h + 8], 0x88);
+        r[h + 8] = _mm512_shuffle_f32x4(t[h], t[h + 8], 0xDD);
+    }
+}
+
+/* exp_nonpos on 16 lanes: the same operations in the same order (bit for bit). */
+static inline __m512 exp_nonpos16(__m512 x) {
+    const __m512 lo = _mm512_set1_ps(-87.0f);
+    x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), lo);
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(k, _mm512_set1_ps(0.693145751953125f))),
+                                   _mm512_mul_ps(k, _mm512_set1_ps(1.428606765330187e-06f)));
+    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(0.5f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
+    const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(k), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+
+/* One block of 16 neurons of lgn_gumbel_coeffs below, bit for bit its generic loop: the block's 16 x 16 logits
+ * are loaded as rows and transposed in registers (the generic loop's strided reads compiled to scalar loads),
+ * so that every step is the same vertical operation, in the same order, as there.  k: the sampled gates. */
+static inline void gumbel_block_avx512(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
+                                       const float *RESTRICT M, float *RESTRICT c_hard, float *RESTRICT c_soft,
+                                       float *RESTRICT p, int k_out[GBLK]) {
+    __m512 zs[16];
+    const __m512 vs = _mm512_set1_ps(scale), vt = _mm512_set1_ps(tau);
+    for (int l = 0; l < 16; l++) {
+        zs[l] = _mm512_loadu_ps(z + 16 * l);
+        if (g) zs[l] = _mm512_add_ps(zs[l], _mm512_mul_ps(vs, _mm512_loadu_ps(g + 16 * l)));
+    }
+    transpose16(zs);                           /* zs[j]: logit j of the 16 neurons */
+    /* y = zs / tau, once (the generic loop divides twice, the same quotient); x / 1 is x, bit for bit. */
+    __m512 y[16];
+    for (int j = 0; j < 16; j++) y[j] = tau == 1.0f ? zs[j] : _mm512_div_ps(zs[j], vt);
+    __m512 best = zs[0], mx = y[0], sum = _mm512_setzero_ps();
+    __m512i k = _mm512_setzero_si512();
+    for (int j = 1; j < 16; j++) {
+        const __mmask16 up = _mm512_cmp_ps_mask(zs[j], best, _CMP_GT_OQ);   /* strictly greater: the first max */
+        k = _mm512_mask_mov_epi32(k, up, _mm512_set1_epi32(j));
+        best = _mm512_mask_mov_ps(best, up, zs[j]);
+        mx = _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask(y[j], mx, _CMP_GT_OQ), y[j]);
+    }
+    for (int j = 0; j < 16; j++) {
+        zs[j] = exp_nonpos16(_mm512_sub_ps(y[j], mx));
+        sum = _mm512_add_ps(sum, zs[j]);
+    }
+    __m512 cs[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int j = 0; j < 16; j++) {
+        zs[j] = _mm512_div_ps(zs[j], sum);
+        for (int i = 0; i < 4; i++)
+            cs[i] = _mm512_add_ps(cs[i], _mm512_mul_ps(zs[j], _mm512_set1_ps(M[4 * j + i])));
+    }
+    transpose16(zs);                           /* back to one row of 16 probabilities per neuron */
+    for (int l = 0; l < 16; l++) _mm512_storeu_ps(p + 16 * l, zs[l]);
+    float csl[4][GBLK];
+    for (int i = 0; i < 4; i++) _mm512_storeu_ps(csl[i], cs[i]);
+    _mm512_storeu_si512((void *)k_out, k);
+    for (int l = 0; l < GBLK; l++)
+        for (int i = 0; i < 4; i++) {
+            c_soft[4 * l + i] = csl[i][l];
+            c_hard[4 * l + i] = M[4 * k_out[l] + i];
+        }
+}
+#endif
+
 EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
                              const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
                              float *RESTRICT p, uint8_t *RESTRICT tt, int nthreads) {
@@ -730,8 +888,17 @@ EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, f
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= PAR_NEURONS)
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t n0 = blk * GBLK;
-        float zs[16][GBLK], best[GBLK], mx[GBLK], sum[GBLK], cs[4][GBLK];
         int k[GBLK];
+#if defined(__AVX512F__)
+        if (use_tiles) {
+            gumbel_block_avx512(z + 16 * n0, g ? g + 16 * n0 : NULL, scale, tau, M, c_hard + 4 * n0, c_soft + 4 * n0,
+                                p + 16 * n0, k);
+            if (tt)
+                for (int l = 0; l < GBLK; l++) tt[n0 + l] = tt_of[k[l]];
+            continue;
+        }
+#endif
+        float zs[16][GBLK], best[GBLK], mx[GBLK], sum[GBLK], cs[4][GBLK];
         for (int j = 0; j < 16; j++) {
 #pragma omp simd
             for (int l = 0; l < GBLK; l++) {

@@ -232,6 +232,38 @@ def test_tiled_backward_equals_the_generic_one(B):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("N", [16, 37, 1003])
+@pytest.mark.parametrize("noisy", [False, True])
+@pytest.mark.parametrize("tau", [1.0, 0.8])
+def test_simd_gumbel_coefficients_equal_the_generic_loop(N, noisy, tau):
+    """The AVX-512 Gumbel-STE coefficients (16 neurons transposed in registers) against the generic loop: the
+    sampled gates, both coefficient sets, the saved probabilities and the backward, all bit for bit; N covers
+    whole blocks and a tail, and rounded logits make ties (the first maximum must win)."""
+    lib = cpu._lib()
+    if not lib.lgn_use_tiles(1):
+        pytest.skip("this build has no AVX-512 form")
+    gen = torch.Generator().manual_seed(N)
+    z = torch.randn(N, 16, generator=gen) * 3
+    z[::3] = z[::3].round()                                   # ties within a neuron
+    noise = cpu.gumbel_noise((N, 16), N) if noisy else None
+    M = torch_coeffs()
+    dc = torch.randn(N, 4, generator=gen)
+
+    def once():
+        zz = z.clone().requires_grad_(True)
+        c, c_soft = cpu.gumbel_ste_coefficients(zz, noise, 0.7 if noisy else 0.0, tau, M)
+        (c * dc).sum().backward()
+        return c.detach(), c_soft, zz.grad, c._lgn_tt[0]
+    try:
+        simd = once()
+        lib.lgn_use_tiles(0)
+        generic = once()
+    finally:
+        lib.lgn_use_tiles(1)
+    for u, v in zip(simd, generic):
+        assert torch.equal(u, v)
+
+
 def test_gumbel_ste_carries_the_sampled_gates_truth_tables():
     """The C Gumbel-STE op hands its sampled gates' truth tables to the bit-packed stack: the same tables that
     truth_tables recovers from the coefficients, and not used once the coefficients change in place."""

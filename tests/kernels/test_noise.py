@@ -31,6 +31,21 @@ def test_every_value_is_the_transcriptions(n, key):
     assert np.abs(got - want).max() < 1e-5
 
 
+@pytest.mark.parametrize("n,key", [(31, 1), (64, 7), (1003, 2**64 - 5), (100_001, 123456789)])
+def test_simd_stream_equals_the_generic_loop(n, key):
+    """The AVX-512 form (16 pairs at a time) and the generic loop give the same bits, tails included."""
+    lib = cpu._lib()
+    if not lib.lgn_use_tiles(1):
+        pytest.skip("this build has no AVX-512 form")
+    try:
+        simd = cpu.gumbel_noise((n,), key)
+        lib.lgn_use_tiles(0)
+        generic = cpu.gumbel_noise((n,), key)
+    finally:
+        lib.lgn_use_tiles(1)
+    assert torch.equal(simd, generic)
+
+
 def test_shape_threads_and_generator(monkeypatch):
     a = cpu.gumbel_noise((3, 1 << 19), 99)            # 1.5M values: the threaded loop
     monkeypatch.setenv("LGN_FPGA_THREADS", "1")
