@@ -31,7 +31,7 @@ def _c_available() -> bool:
         return False
 
 
-def gumbel_noise(shape, generator=None, device=None) -> torch.Tensor:
+def gumbel_noise(shape, generator=None, device=None, lazy: bool = False):
     """Standard Gumbel samples ``-log(-log(U))``, ``U ~ Uniform(0, 1)``, drawn from ``generator``.
 
     On a CPU with the C kernel: one 62-bit key from ``generator``, then the counter-based stream of
@@ -39,13 +39,16 @@ def gumbel_noise(shape, generator=None, device=None) -> torch.Tensor:
     (half of a 48k-gate Gumbel-STE step; docs/kernels.md).  Every backend draws through here, so reference
     and C kernels see the same noise, and the generator's state (checkpointed) fixes it.  Elsewhere (a GPU,
     no C compiler): torch's uniforms, from which the clamp keeps the inner log finite.
+
+    ``lazy``: on that CPU path return the key only (:class:`.cpu.GumbelKey`; the generator advances the
+    same), for :func:`gumbel_ste_coefficients`, whose C op makes the values where it uses them.
     """
     dev = torch.device(device) if device is not None else (
         generator.device if generator is not None else torch.device("cpu"))
     if dev.type == "cpu" and _c_available():
         from . import cpu
         key = int(torch.randint(0, 1 << 62, (), generator=generator, dtype=torch.int64))
-        return cpu.gumbel_noise(shape, key)
+        return cpu.GumbelKey(key, shape) if lazy else cpu.gumbel_noise(shape, key)
     u = torch.rand(shape, generator=generator, device=device)
     return -torch.log(-torch.log(u.clamp_min(1e-38)))
 
@@ -168,7 +171,8 @@ def logic_stack(x, layers, backend: str = "reference", groups: int | None = None
 
 def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M, backend: str = "reference"):
     """``(c, c_soft)`` of a Gumbel-STE layer (see :func:`.reference.gumbel_ste_coefficients`); the C kernel
-    forms them in one pass (same sampled gate, the soft part equal up to rounding)."""
+    forms them in one pass (same sampled gate, the soft part equal up to rounding).  ``noise``: a tensor,
+    None, or :func:`gumbel_noise`'s lazy key (made into values here unless the C op takes it)."""
     if backend == "auto":
         backend = resolve_backend("auto", z.device)
     if backend == "cpu":
@@ -176,4 +180,8 @@ def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M, backend: str 
         out = cpu.gumbel_ste_coefficients(z, noise, scale, tau, M)
         if out is not None:
             return out
+    if noise is not None and not isinstance(noise, torch.Tensor):
+        noise = noise.tensor()
+    if noise is not None:
+        noise = noise.to(z.dtype)
     return reference.gumbel_ste_coefficients(z, noise, scale, tau, M)

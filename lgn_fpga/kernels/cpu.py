@@ -34,11 +34,11 @@ from .reverse_index import check_indices
 from .reverse_index import reverse_index as _cached_reverse_index
 
 __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "forward", "backward",
-           "LogicFunction", "build", "truth_tables", "hard_stack", "gumbel_ste_coefficients",
+           "LogicFunction", "GumbelKey", "build", "truth_tables", "hard_stack", "gumbel_ste_coefficients",
            "conn_pick", "conn_grad", "reverse_index_c"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 7
+ABI_VERSION = 8
 
 _i64 = ctypes.c_int64
 _int = ctypes.c_int
@@ -52,7 +52,7 @@ _SIGNATURES = {
     "lgn_pack": ([_p, _i64, _i64, _p, _int], _i64),
     "lgn_use_tiles": ([_int], _int),
     "lgn_gumbel_noise": ([_p, _i64, ctypes.c_uint64, _int], None),
-    "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _p, _int], _int),
+    "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _p, ctypes.c_uint64, _int, _int], _int),
     "lgn_gumbel_coeffs_backward": ([_p, _p, _f32, _p, _i64, _p, _int], None),
     "lgn_truth_tables": ([_p, _i64, _p], _i64),
     "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p], None),
@@ -188,6 +188,19 @@ def gumbel_noise(shape, key: int) -> torch.Tensor:
     out = torch.empty(shape, dtype=torch.float32)
     _lib().lgn_gumbel_noise(out.data_ptr(), out.numel(), int(key), num_threads())
     return out
+
+
+class GumbelKey:
+    """Gumbel noise not drawn yet: the ``shape`` first values of the stream of ``key`` (:func:`gumbel_noise`).
+    The C Gumbel-STE op makes the values where it uses them (a 48k-gate step no longer writes 3 MB of noise
+    and reads it back); anything else takes :meth:`tensor`, the same values."""
+    __slots__ = ("key", "shape")
+
+    def __init__(self, key: int, shape):
+        self.key, self.shape = int(key), tuple(int(d) for d in shape)
+
+    def tensor(self) -> torch.Tensor:
+        return gumbel_noise(self.shape, self.key)
 
 
 def reverse_index(a, b, F):
@@ -424,9 +437,11 @@ class GumbelSTE(torch.autograd.Function):
         tt = torch.empty(N, dtype=torch.uint8)
         tables = True
         if N:
-            tables = lib.lgn_gumbel_coeffs(z.data_ptr(), noise.data_ptr() if noise is not None else None, scale, tau,
-                                           M.data_ptr(), N, c_hard.data_ptr(), c_soft.data_ptr(), p.data_ptr(),
-                                           tt.data_ptr(), nt) == 1
+            keyed = isinstance(noise, GumbelKey)      # the op makes the stream's values where it uses them
+            g = None if noise is None or keyed else noise.data_ptr()
+            tables = lib.lgn_gumbel_coeffs(z.data_ptr(), g, scale, tau, M.data_ptr(), N, c_hard.data_ptr(),
+                                           c_soft.data_ptr(), p.data_ptr(), tt.data_ptr(),
+                                           noise.key if keyed else 0, int(keyed), nt) == 1
         ctx.save_for_backward(p, M)
         ctx.tau = tau
         ctx.mark_non_differentiable(c_soft)
@@ -453,7 +468,10 @@ def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M):
     float32 CPU tensor with 16 logits per neuron."""
     if z.device.type != "cpu" or z.dtype != torch.float32 or z.dim() != 2 or z.shape[1] != 16:
         return None
-    if noise is not None:
+    if isinstance(noise, GumbelKey):
+        if tuple(noise.shape) != tuple(z.shape):
+            return None
+    elif noise is not None:
         noise = noise.detach().to(torch.float32).contiguous()
         if noise.shape != z.shape or noise.device.type != "cpu":
             return None

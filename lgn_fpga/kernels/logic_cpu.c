@@ -47,7 +47,7 @@
 #endif
 
 /* Bumped whenever a signature below changes; checked by cpu.py after loading. */
-#define LGN_ABI_VERSION 7
+#define LGN_ABI_VERSION 8
 
 EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
 
@@ -604,7 +604,8 @@ EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t 
 
 /* ------------------------------------------------------------------------------------------------------------
  * Gumbel-STE coefficients of a layer in one pass (what lgn_fpga.train.model forms with a dozen torch ops):
- *   zs = z + scale * g          (g: the Gumbel noise [N, 16], drawn by torch; NULL for no noise)
+ *   zs = z + scale * g          (g: the Gumbel noise [N, 16]; NULL for no noise; with keyed, g NULL: the
+ *                                values of lgn_gumbel_noise's stream of key, made block by block where used)
  *   k  = argmax zs              (the first maximum, as torch.argmax)   c_hard[n] = M[k]
  *   p  = softmax(zs / tau)      c_soft[n] = p @ M                       (p saved for the backward)
  * zs and k are computed exactly as torch does (one multiply, one add), so the sampled gate is the reference's;
@@ -735,22 +736,28 @@ static inline void gumbel_noise32(float *RESTRICT out, uint64_t key, int64_t j0)
 }
 #endif
 
-EXPORT void lgn_gumbel_noise(float *RESTRICT out, int64_t n, uint64_t key, int nthreads) {
-    const int64_t pairs = n / 2;
-    int64_t done = 0;
+/* Values i0 .. i0 + count - 1 of the stream of key (i0 and count even) into out. */
+static void noise_fill(float *RESTRICT out, int64_t i0, int64_t count, uint64_t key) {
+    const int64_t j0 = i0 / 2, pairs = count / 2;
+    int64_t q = 0;
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
-    if (use_tiles) {
-        const int64_t chunks = pairs / 16;
-#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (n >= 16 * PAR_NEURONS)
-        for (int64_t c = 0; c < chunks; c++) gumbel_noise32(out + 32 * c, key, 16 * c);
-        done = 16 * chunks;
-    }
+    if (use_tiles)
+        for (; q + 16 <= pairs; q += 16) gumbel_noise32(out + 2 * q, key, j0 + q);
 #endif
+    for (; q < pairs; q++) {
+        const uint64_t h = splitmix64(key + (uint64_t)(j0 + q + 1) * 0x9E3779B97F4A7C15ULL);
+        out[2 * q] = gumbel_of((uint32_t)(h >> 41));
+        out[2 * q + 1] = gumbel_of((uint32_t)(h >> 8) & 0x7fffffu);
+    }
+}
+
+EXPORT void lgn_gumbel_noise(float *RESTRICT out, int64_t n, uint64_t key, int nthreads) {
+    const int64_t pairs = n / 2, per = 2048;   /* pairs per task */
+    const int64_t tasks = (pairs + per - 1) / per;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (n >= 16 * PAR_NEURONS)
-    for (int64_t j = done; j < pairs; j++) {
-        const uint64_t h = splitmix64(key + (uint64_t)(j + 1) * 0x9E3779B97F4A7C15ULL);
-        out[2 * j] = gumbel_of((uint32_t)(h >> 41));
-        out[2 * j + 1] = gumbel_of((uint32_t)(h >> 8) & 0x7fffffu);
+    for (int64_t t = 0; t < tasks; t++) {
+        const int64_t q0 = t * per, q1 = q0 + per < pairs ? q0 + per : pairs;
+        noise_fill(out + 2 * q0, 2 * q0, 2 * (q1 - q0), key);
     }
     if (n & 1) {
         const uint64_t h = splitmix64(key + (uint64_t)(pairs + 1) * 0x9E3779B97F4A7C15ULL);
@@ -878,7 +885,7 @@ static inline void gumbel_block_avx512(const float *RESTRICT z, const float *RES
 
 EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, float scale, float tau,
                              const float *RESTRICT M, int64_t N, float *RESTRICT c_hard, float *RESTRICT c_soft,
-                             float *RESTRICT p, uint8_t *RESTRICT tt, int nthreads) {
+                             float *RESTRICT p, uint8_t *RESTRICT tt, uint64_t key, int keyed, int nthreads) {
     const int64_t nblk = N / GBLK;
     uint8_t tt_of[16];   /* the truth table of each row of M, as lgn_truth_tables reads it */
     if (tt && lgn_truth_tables(M, 16, tt_of)) tt = NULL;   /* M is not 16 gates: no tables (returns 0) */
@@ -889,10 +896,15 @@ EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, f
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t n0 = blk * GBLK;
         int k[GBLK];
+        float gbuf[16 * GBLK];
+        const float *RESTRICT gb = g ? g + 16 * n0 : NULL;
+        if (keyed) {                       /* the block's noise, made here: no [N, 16] array written and read */
+            noise_fill(gbuf, 16 * n0, 16 * GBLK, key);
+            gb = gbuf;
+        }
 #if defined(__AVX512F__)
         if (use_tiles) {
-            gumbel_block_avx512(z + 16 * n0, g ? g + 16 * n0 : NULL, scale, tau, M, c_hard + 4 * n0, c_soft + 4 * n0,
-                                p + 16 * n0, k);
+            gumbel_block_avx512(z + 16 * n0, gb, scale, tau, M, c_hard + 4 * n0, c_soft + 4 * n0, p + 16 * n0, k);
             if (tt)
                 for (int l = 0; l < GBLK; l++) tt[n0 + l] = tt_of[k[l]];
             continue;
@@ -903,7 +915,7 @@ EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, f
 #pragma omp simd
             for (int l = 0; l < GBLK; l++) {
                 const int64_t o = (n0 + l) * 16 + j;
-                zs[j][l] = g ? z[o] + scale * g[o] : z[o];
+                zs[j][l] = gb ? z[o] + scale * gb[16 * l + j] : z[o];
             }
         }
 #pragma omp simd
@@ -950,8 +962,13 @@ EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, f
             for (int l = 0; l < GBLK; l++) tt[n0 + l] = tt_of[k[l]];
     }
     for (int64_t n = nblk * GBLK; n < N; n++) {
-        const int k = gumbel_one(z + 16 * n, g ? g + 16 * n : NULL, scale, tau, M, c_hard + 4 * n, c_soft + 4 * n,
-                                 p + 16 * n);
+        float gbuf[16];
+        const float *RESTRICT gn = g ? g + 16 * n : NULL;
+        if (keyed) {
+            noise_fill(gbuf, 16 * n, 16, key);
+            gn = gbuf;
+        }
+        const int k = gumbel_one(z + 16 * n, gn, scale, tau, M, c_hard + 4 * n, c_soft + 4 * n, p + 16 * n);
         if (tt) tt[n] = tt_of[k];
     }
     return tt != NULL;

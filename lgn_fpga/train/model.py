@@ -173,7 +173,7 @@ class LogicLayer(nn.Module):
             return self.M[z.detach().argmax(-1)], None
         if r.kind != "sample":
             raise ValueError(f"relaxation kind must be soft, hard or sample, not {r.kind!r}")
-        noise = gumbel_noise(z.shape, r.generator, z.device).to(z.dtype) if r.noise > 0 else None
+        noise = gumbel_noise(z.shape, r.generator, z.device, lazy=True) if r.noise > 0 else None
         c, c_soft = gumbel_ste_coefficients(z, noise, r.noise, r.tau, self.M, backend)
         return c, (c_soft if r.input_grad == "soft" else None)
 

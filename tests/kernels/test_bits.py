@@ -237,8 +237,9 @@ def test_tiled_backward_equals_the_generic_one(B):
 @pytest.mark.parametrize("tau", [1.0, 0.8])
 def test_simd_gumbel_coefficients_equal_the_generic_loop(N, noisy, tau):
     """The AVX-512 Gumbel-STE coefficients (16 neurons transposed in registers) against the generic loop: the
-    sampled gates, both coefficient sets, the saved probabilities and the backward, all bit for bit; N covers
-    whole blocks and a tail, and rounded logits make ties (the first maximum must win)."""
+    sampled gates, both coefficient sets, the saved probabilities and the backward, all bit for bit, and the
+    same again when the op makes the noise from its key; N covers whole blocks and a tail, and rounded logits
+    make ties (the first maximum must win)."""
     lib = cpu._lib()
     if not lib.lgn_use_tiles(1):
         pytest.skip("this build has no AVX-512 form")
@@ -249,19 +250,20 @@ def test_simd_gumbel_coefficients_equal_the_generic_loop(N, noisy, tau):
     M = torch_coeffs()
     dc = torch.randn(N, 4, generator=gen)
 
-    def once():
+    def once(noise):
         zz = z.clone().requires_grad_(True)
         c, c_soft = cpu.gumbel_ste_coefficients(zz, noise, 0.7 if noisy else 0.0, tau, M)
         (c * dc).sum().backward()
         return c.detach(), c_soft, zz.grad, c._lgn_tt[0]
+    key = cpu.GumbelKey(N, (N, 16)) if noisy else None       # the op making the stream's values itself
     try:
-        simd = once()
+        simd, simd_keyed = once(noise), once(key)
         lib.lgn_use_tiles(0)
-        generic = once()
+        generic, generic_keyed = once(noise), once(key)
     finally:
         lib.lgn_use_tiles(1)
-    for u, v in zip(simd, generic):
-        assert torch.equal(u, v)
+    for u, v, w, x in zip(simd, generic, simd_keyed, generic_keyed):
+        assert torch.equal(u, v) and torch.equal(u, w) and torch.equal(u, x)
 
 
 def test_gumbel_ste_carries_the_sampled_gates_truth_tables():
