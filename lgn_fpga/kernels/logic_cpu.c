@@ -348,6 +348,11 @@ EXPORT void lgn_forward_bits(const uint64_t *RESTRICT x, int64_t W, const int64_
     }
 }
 
+#if defined(__AVX512F__)
+/* Whether the AVX-512 forms run (lgn_use_tiles: the tests compare them with the generic loops). */
+static int use_tiles = 1;
+#endif
+
 /* Bit j (0..31) of h as a lane mask; the loops below are over 32-sample halves of a word, which vectorize. */
 #define BIT(h, j) (((h) >> (j)) & 1u)
 
@@ -441,6 +446,29 @@ EXPORT void lgn_backward_c_bits(const uint64_t *RESTRICT x, int64_t B, const int
         const uint64_t *RESTRICT xa = x + a[n] * W, *RESTRICT xb = x + b[n] * W;
         const float *RESTRICT gn = g + g_index(n, gdiv) * B;
         dc_acc d;
+#if defined(__AVX512F__)
+        if (use_tiles && B % 32 == 0) {
+            /* dc_half's lane sums kept in 8 registers over the row (the generic form loads and stores them for
+             * every half-word): the same additions in the same order, so the same bits. */
+            __m512 s[4][2];
+            for (int k = 0; k < 4; k++) s[k][0] = s[k][1] = _mm512_setzero_ps();
+            for (int64_t s0 = 0; s0 < B; s0 += 32) {
+                const uint32_t ha = (uint32_t)(xa[s0 >> 6] >> (s0 & 63)), hb = (uint32_t)(xb[s0 >> 6] >> (s0 & 63));
+                for (int h = 0; h < 2; h++) {
+                    const __mmask16 kA = (__mmask16)(ha >> (16 * h)), kB = (__mmask16)(hb >> (16 * h));
+                    const __m512 gv = _mm512_loadu_ps(gn + s0 + 16 * h);
+                    s[0][h] = _mm512_add_ps(s[0][h], gv);
+                    s[1][h] = _mm512_add_ps(s[1][h], _mm512_maskz_mov_ps(kA, gv));
+                    s[2][h] = _mm512_add_ps(s[2][h], _mm512_maskz_mov_ps(kB, gv));
+                    s[3][h] = _mm512_add_ps(s[3][h], _mm512_maskz_mov_ps(kA & kB, gv));
+                }
+            }
+            for (int k = 0; k < 4; k++)
+                for (int h = 0; h < 2; h++) _mm512_storeu_ps(d.s[k] + 16 * h, s[k][h]);
+            dc_store(&d, dc + 4 * n);
+            continue;
+        }
+#endif
         dc_zero(&d);
         FOR_HALVES(B, xa, xb, dc_half(gn + s0, hp, hq, m, &d);)
         dc_store(&d, dc + 4 * n);
@@ -455,7 +483,6 @@ EXPORT void lgn_backward_c_bits(const uint64_t *RESTRICT x, int64_t B, const int
  * generic form's bit for bit (the same multiply and add per element, consumers in the same order); dc adds
  * its partial sums in another order. */
 #define TILE_CHUNKS 8
-static int use_tiles = 1;
 static inline __mmask16 bits16(const uint64_t *RESTRICT row, int64_t s) {
     return (__mmask16)(row[s >> 6] >> (s & 63));
 }
