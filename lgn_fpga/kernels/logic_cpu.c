@@ -1081,14 +1081,56 @@ static inline float bits_dot(const float *RESTRICT d, const uint64_t *RESTRICT r
 /* conn_grad on bits with AVX-512: per gate, a tile of 8 x 16 samples of dA and dB lives in 16 registers (no
  * buffer), each candidate's dot product is masked adds of them (the candidate's bits are the lane masks), and
  * the K partial sums of each side are reduced once at the end. */
+/* conn_dw of 16 consecutive rows (lane l: row l; h[k][l]; wsr and dwr: 16 rows of K), the same operations in
+ * the same order on every lane as conn_dw (bit for bit): the divisions and the exp of 16 rows at once. */
+static inline void conn_dw16(const float h[64][16], const float *RESTRICT wsr, float tau, int64_t K,
+                             float *RESTRICT dwr) {
+    float wt[64][16];
+    for (int64_t k = 0; k < K; k++)
+        for (int l = 0; l < 16; l++) wt[k][l] = wsr[l * K + k];
+    const __m512 vt = _mm512_set1_ps(tau);
+    __m512 mx = _mm512_div_ps(_mm512_loadu_ps(wt[0]), vt), z = _mm512_setzero_ps(), ph = _mm512_setzero_ps();
+    for (int64_t k = 1; k < K; k++) {
+        const __m512 v = _mm512_div_ps(_mm512_loadu_ps(wt[k]), vt);
+        mx = _mm512_mask_mov_ps(mx, _mm512_cmp_ps_mask(v, mx, _CMP_GT_OQ), v);
+    }
+    __m512 p[64];
+    for (int64_t k = 0; k < K; k++) {
+        p[k] = exp_nonpos16(_mm512_sub_ps(_mm512_div_ps(_mm512_loadu_ps(wt[k]), vt), mx));
+        z = _mm512_add_ps(z, p[k]);
+    }
+    for (int64_t k = 0; k < K; k++) {
+        p[k] = _mm512_div_ps(p[k], z);
+        ph = _mm512_add_ps(ph, _mm512_mul_ps(p[k], _mm512_loadu_ps(h[k])));
+    }
+    for (int64_t k = 0; k < K; k++)
+        _mm512_storeu_ps(wt[k], _mm512_div_ps(_mm512_mul_ps(p[k], _mm512_sub_ps(_mm512_loadu_ps(h[k]), ph)), vt));
+    for (int64_t k = 0; k < K; k++)
+        for (int l = 0; l < 16; l++) dwr[l * K + k] = wt[k][l];
+}
+
 static void conn_grad_bits_avx512(const uint64_t *RESTRICT xbits, int64_t B, const float *RESTRICT g, int64_t gdiv,
                                   const int64_t *RESTRICT a, const int64_t *RESTRICT b, const float *RESTRICT c,
                                   const int64_t *RESTRICT cand, const float *RESTRICT ws, float tau, int64_t N,
                                   int64_t K, float *RESTRICT dw, int nthreads) {
-    const int64_t W = (B + 63) / 64;
-#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 64)
-    for (int64_t n = 0; n < N; n++) {
+    const int64_t W = (B + 63) / 64, nblk = (N + 15) / 16;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 4)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+    const int64_t n0 = 16 * blk, n1 = n0 + 16 < N ? n0 + 16 : N;
+    float hb[2][64][16];   /* h of the block's gates, [side][candidate][gate]: conn_dw16 reads it as lanes */
+    for (int64_t n = n0; n < n1; n++) {
         const float *RESTRICT gn = g + g_index(n, gdiv) * B;
+        if (n + PREFETCH_AHEAD < N) {   /* this gate's row is read once: ask for the next ones' */
+            const int64_t m = n + PREFETCH_AHEAD;
+            prefetch_row(g + g_index(m, gdiv) * B, B);
+            const uint64_t *RESTRICT ra = xbits + a[m] * W, *RESTRICT rb = xbits + b[m] * W;
+            __builtin_prefetch(ra, 0, 3);
+            __builtin_prefetch(rb, 0, 3);
+            for (int64_t k = 0; k < K; k++) {
+                __builtin_prefetch(xbits + cand[m * K + k] * W, 0, 3);
+                __builtin_prefetch(xbits + cand[(N + m) * K + k] * W, 0, 3);
+            }
+        }
         const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
         const __m512 A0 = _mm512_set1_ps(c1), A1 = _mm512_set1_ps(c1 + c3);
         const __m512 B0 = _mm512_set1_ps(c2), B1 = _mm512_set1_ps(c2 + c3);
@@ -1124,12 +1166,21 @@ static void conn_grad_bits_avx512(const uint64_t *RESTRICT xbits, int64_t B, con
                 hv[1][k] = vb;
             }
         }
-        for (int side = 0; side < 2; side++) {
-            float h[64];
-            const int64_t r = (int64_t)side * N + n;
-            for (int64_t k = 0; k < K; k++) h[k] = _mm512_reduce_add_ps(hv[side][k]);
-            conn_dw(h, ws + r * K, tau, K, dw + r * K);
+        for (int side = 0; side < 2; side++)
+            for (int64_t k = 0; k < K; k++) hb[side][k][n - n0] = _mm512_reduce_add_ps(hv[side][k]);
+    }
+    for (int side = 0; side < 2; side++) {
+        const int64_t r0 = (int64_t)side * N + n0;
+        if (n1 - n0 == 16) {
+            conn_dw16(hb[side], ws + r0 * K, tau, K, dw + r0 * K);
+        } else {
+            for (int64_t n = n0; n < n1; n++) {
+                float h[64];
+                for (int64_t k = 0; k < K; k++) h[k] = hb[side][k][n - n0];
+                conn_dw(h, ws + (r0 + n - n0) * K, tau, K, dw + (r0 + n - n0) * K);
+            }
         }
+    }
     }
 }
 #endif
