@@ -22,11 +22,15 @@ def _c_kernel(backend: str, t) -> bool:
 
 def connection_pick(w, noise, scale: float, cand, backend: str = "reference"):
     """Learned connections: ``(ws, a, b)``, the connection logits plus ``scale * noise`` and the signal each
-    gate input reads (the argmax candidate), see :func:`.reference.connection_pick`."""
+    gate input reads (the argmax candidate), see :func:`.reference.connection_pick`.  ``noise``: a tensor,
+    None, or :func:`~lgn_fpga.kernels.gumbel_noise`'s lazy key (made into values here unless the C kernel
+    takes it)."""
     if _c_kernel(backend, w):
         from . import cpu
         return cpu.conn_pick(w, noise, scale, cand)
-    return reference.connection_pick(w, noise, scale, cand)
+    if noise is not None and not isinstance(noise, torch.Tensor):
+        noise = noise.tensor()
+    return reference.connection_pick(w, None if noise is None else noise.to(w.dtype), scale, cand)
 
 
 def connection_grad(g, x, a, b, c, cand, ws, tau: float, backend: str = "reference"):

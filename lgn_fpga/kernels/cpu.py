@@ -38,7 +38,7 @@ __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "fo
            "conn_pick", "conn_grad", "reverse_index_c"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 8
+ABI_VERSION = 9
 
 _i64 = ctypes.c_int64
 _int = ctypes.c_int
@@ -55,7 +55,7 @@ _SIGNATURES = {
     "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _p, ctypes.c_uint64, _int, _int], _int),
     "lgn_gumbel_coeffs_backward": ([_p, _p, _f32, _p, _i64, _p, _int], None),
     "lgn_truth_tables": ([_p, _i64, _p], _i64),
-    "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p], None),
+    "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p, ctypes.c_uint64, _int], None),
     "lgn_conn_grad": ([_p, _i64, _p, _i64, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
     "lgn_conn_grad_float": ([_p, _i64, _p, _i64, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
     "lgn_reverse_index": ([_p, _p, _i64, _i64, _p, _p], None),
@@ -498,14 +498,19 @@ def conn_pick(w, noise, scale: float, cand):
     argmax, as torch's), for float32 CPU ``w`` ``[2, N, K]`` and int64 ``cand`` ``[2, N, K]``."""
     lib = _lib()
     w = w.detach().contiguous().float()
-    noise = None if noise is None else noise.detach().contiguous().float()
+    keyed = isinstance(noise, GumbelKey)     # the kernel makes the stream's values where it uses them
+    if keyed and (tuple(noise.shape) != tuple(w.shape) or w.shape[-1] > 64):
+        noise, keyed = noise.tensor(), False
+    if noise is not None and not keyed:
+        noise = noise.detach().contiguous().float()
     cand = cand.contiguous()
     S, N, K = w.shape
     ws = torch.empty_like(w)
     sel = torch.empty((S, N), dtype=torch.int64)
     if w.numel():
-        lib.lgn_conn_pick(w.data_ptr(), None if noise is None else noise.data_ptr(), float(scale), cand.data_ptr(),
-                          S * N, K, ws.data_ptr(), sel.data_ptr())
+        lib.lgn_conn_pick(w.data_ptr(), None if noise is None or keyed else noise.data_ptr(), float(scale),
+                          cand.data_ptr(), S * N, K, ws.data_ptr(), sel.data_ptr(), noise.key if keyed else 0,
+                          int(keyed))
     return ws, sel[0], sel[1]
 
 

@@ -47,7 +47,7 @@
 #endif
 
 /* Bumped whenever a signature below changes; checked by cpu.py after loading. */
-#define LGN_ABI_VERSION 8
+#define LGN_ABI_VERSION 9
 
 EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
 
@@ -778,6 +778,22 @@ static void noise_fill(float *RESTRICT out, int64_t i0, int64_t count, uint64_t 
     }
 }
 
+/* Values i0 .. i0 + count - 1 of the stream of key, any i0 and count. */
+static void noise_fill_any(float *RESTRICT out, int64_t i0, int64_t count, uint64_t key) {
+    if (count <= 0) return;
+    if (i0 & 1) {                      /* the odd half of a pair */
+        const uint64_t h = splitmix64(key + (uint64_t)(i0 / 2 + 1) * 0x9E3779B97F4A7C15ULL);
+        *out++ = gumbel_of((uint32_t)(h >> 8) & 0x7fffffu);
+        i0++;
+        count--;
+    }
+    noise_fill(out, i0, count & ~(int64_t)1, key);
+    if (count & 1) {                   /* the even half of the last pair */
+        const uint64_t h = splitmix64(key + (uint64_t)((i0 + count - 1) / 2 + 1) * 0x9E3779B97F4A7C15ULL);
+        out[count - 1] = gumbel_of((uint32_t)(h >> 41));
+    }
+}
+
 EXPORT void lgn_gumbel_noise(float *RESTRICT out, int64_t n, uint64_t key, int nthreads) {
     const int64_t pairs = n / 2, per = 2048;   /* pairs per task */
     const int64_t tasks = (pairs + per - 1) / per;
@@ -1025,20 +1041,47 @@ EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RES
  * backward).  R = 2N rows (input A of every gate, then input B), K candidates each: w, ws [R, K] float,
  * cand [R, K] int64 (validated by the caller).
  *
- * lgn_conn_pick: ws = w + scale*noise (noise may be NULL: ws = w), j = the first argmax of ws,
- * sel[r] = cand[r, j] (the signal read this step).
+ * lgn_conn_pick: ws = w + scale*noise (noise may be NULL: ws = w; with keyed, noise NULL: the values of
+ * lgn_gumbel_noise's stream of key, made block by block), j = the first argmax of ws, sel[r] = cand[r, j] (the
+ * signal read this step).  K <= 64.
  */
 EXPORT void lgn_conn_pick(const float *RESTRICT w, const float *RESTRICT noise, float scale, const int64_t *RESTRICT cand,
-                          int64_t R, int64_t K, float *RESTRICT ws, int64_t *RESTRICT sel) {
-    for (int64_t r = 0; r < R; r++) {
-        int64_t best = 0;
-        float bv = 0.f;
-        for (int64_t k = 0; k < K; k++) {
-            const float v = noise ? w[r * K + k] + scale * noise[r * K + k] : w[r * K + k];
-            ws[r * K + k] = v;
-            if (k == 0 || v > bv || (v != v && bv == bv)) { bv = v; best = k; }   /* NaN wins, as in torch */
+                          int64_t R, int64_t K, float *RESTRICT ws, int64_t *RESTRICT sel, uint64_t key, int keyed) {
+    enum { RB = 64 };                 /* rows per block: the block's noise is made here when keyed */
+    float nbuf[RB * 64 + 2];
+    for (int64_t r0 = 0; r0 < R; r0 += RB) {
+        const int64_t r1 = r0 + RB < R ? r0 + RB : R;
+        const float *RESTRICT nz = noise ? noise + r0 * K : NULL;
+        if (keyed) {
+            noise_fill_any(nbuf, r0 * K, (r1 - r0) * K, key);
+            nz = nbuf;
         }
-        sel[r] = cand[r * K + best];
+        for (int64_t r = r0; r < r1; r++) {
+            const float *RESTRICT wr = w + r * K, *RESTRICT nr = nz ? nz + (r - r0) * K : NULL;
+#if defined(__AVX512F__)
+            if (use_tiles && K <= 16) {
+                /* the row in one register: the same add per element, then the first NaN or else the first
+                 * element equal to the maximum, which is what the loop below finds */
+                const __mmask16 m = (__mmask16)((1u << K) - 1);
+                __m512 v = _mm512_maskz_loadu_ps(m, wr);
+                if (nr) v = _mm512_add_ps(v, _mm512_mul_ps(_mm512_set1_ps(scale), _mm512_maskz_loadu_ps(m, nr)));
+                _mm512_mask_storeu_ps(ws + r * K, m, v);
+                const __mmask16 nan = _mm512_mask_cmp_ps_mask(m, v, v, _CMP_UNORD_Q);
+                const __mmask16 at = nan ? nan : _mm512_mask_cmp_ps_mask(m, v, _mm512_set1_ps(_mm512_mask_reduce_max_ps(m, v)),
+                                                                         _CMP_EQ_OQ);
+                sel[r] = cand[r * K + __builtin_ctz((unsigned)at)];
+                continue;
+            }
+#endif
+            int64_t best = 0;
+            float bv = 0.f;
+            for (int64_t k = 0; k < K; k++) {
+                const float v = nr ? wr[k] + scale * nr[k] : wr[k];
+                ws[r * K + k] = v;
+                if (k == 0 || v > bv || (v != v && bv == bv)) { bv = v; best = k; }   /* NaN wins, as in torch */
+            }
+            sel[r] = cand[r * K + best];
+        }
     }
 }
 

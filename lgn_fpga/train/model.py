@@ -149,7 +149,7 @@ class LogicLayer(nn.Module):
             return self.a, self.b, None
         w = self.conn_logits
         sample = r.kind == "sample" and r.noise > 0
-        noise = gumbel_noise(w.shape, r.generator, w.device).to(w.dtype) if sample else None
+        noise = gumbel_noise(w.shape, r.generator, w.device, lazy=True) if sample else None
         ws, a, b = connection_pick(w, noise, r.noise if sample else 0.0, self.cand, backend)
         if r.kind == "hard" or not (torch.is_grad_enabled() and w.requires_grad):
             return a, b, None

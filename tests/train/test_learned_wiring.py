@@ -197,3 +197,31 @@ def test_simd_connection_gradient_equals_the_generic_loop(K, N, B):
     finally:
         lib.lgn_use_tiles(1)
     assert torch.equal(simd, generic)
+
+
+@pytest.mark.parametrize("K", [1, 3, 8, 16, 17, 64])
+def test_connection_pick_simd_keyed_and_generic_agree(K):
+    """The pick of the C kernel: its AVX-512 form (K <= 16) and the generic loop, each with the noise as a tensor
+    and as the stream's key (made in the kernel), all the same ws bits and picks as the reference; ties and NaNs
+    (the first maximum, the first NaN) included; 150 rows: blocks of 64 and a tail, odd offsets when K is odd."""
+    from lgn_fpga.kernels import cpu, reference
+    if not cpu.available():
+        pytest.skip(cpu.unavailable_reason())
+    gen = torch.Generator().manual_seed(K)
+    N, F = 75, 40
+    w = torch.randn(2, N, K, generator=gen)
+    w[0, :5] = 0.5                                          # ties (with no noise)
+    w[1, 3, K // 2] = float("nan")                          # a NaN wins
+    cand = torch.randint(F, (2, N, K), generator=gen)
+    key = cpu.GumbelKey(K + 11, w.shape)
+    want = [reference.connection_pick(w, nz, 0.3, cand) for nz in (None, key.tensor())]
+    lib = cpu._lib()
+    try:
+        for tiles in (1, 0):
+            lib.lgn_use_tiles(tiles)
+            for nz, ref in ((None, want[0]), (key.tensor(), want[1]), (key, want[1])):
+                got = cpu.conn_pick(w, nz, 0.3, cand)
+                assert all(torch.equal(p, q) for p, q in zip(got[1:], ref[1:]))
+                assert torch.equal(got[0].view(torch.int32), ref[0].view(torch.int32))   # bits, NaN included
+    finally:
+        lib.lgn_use_tiles(1)
