@@ -38,7 +38,7 @@ __all__ = ["available", "unavailable_reason", "library_info", "num_threads", "fo
            "conn_pick", "conn_grad", "reverse_index_c"]
 
 SOURCE = Path(__file__).with_name("logic_cpu.c")
-ABI_VERSION = 9
+ABI_VERSION = 10
 
 _i64 = ctypes.c_int64
 _int = ctypes.c_int
@@ -55,7 +55,7 @@ _SIGNATURES = {
     "lgn_gumbel_coeffs": ([_p, _p, _f32, _f32, _p, _i64, _p, _p, _p, _p, ctypes.c_uint64, _int, _int], _int),
     "lgn_gumbel_coeffs_backward": ([_p, _p, _f32, _p, _i64, _p, _int], None),
     "lgn_truth_tables": ([_p, _i64, _p], _i64),
-    "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p, ctypes.c_uint64, _int], None),
+    "lgn_conn_pick": ([_p, _p, _f32, _p, _i64, _i64, _p, _p, ctypes.c_uint64, _int, _int], None),
     "lgn_conn_grad": ([_p, _i64, _p, _i64, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
     "lgn_conn_grad_float": ([_p, _i64, _p, _i64, _p, _p, _p, _p, _p, _f32, _i64, _i64, _p, _int], _int),
     "lgn_reverse_index": ([_p, _p, _i64, _i64, _p, _p], None),
@@ -510,7 +510,7 @@ def conn_pick(w, noise, scale: float, cand):
     if w.numel():
         lib.lgn_conn_pick(w.data_ptr(), None if noise is None or keyed else noise.data_ptr(), float(scale),
                           cand.data_ptr(), S * N, K, ws.data_ptr(), sel.data_ptr(), noise.key if keyed else 0,
-                          int(keyed))
+                          int(keyed), num_threads())
     return ws, sel[0], sel[1]
 
 
@@ -542,7 +542,7 @@ def _conn_grad_call(fn, x, B, g, a, b, c, cand, ws, tau, gdiv: int = 1):
     ``gdiv``: neurons per row of ``g``)."""
     _, N, K = cand.shape
     g, c, cand, ws = g.contiguous().float(), c.contiguous().float(), cand.contiguous(), ws.contiguous().float()
-    dw = torch.zeros((2, N, K), dtype=torch.float32)
+    dw = (torch.empty if N and B else torch.zeros)((2, N, K), dtype=torch.float32)   # the kernel writes every row
     if N and B and fn(x.data_ptr(), B, g.data_ptr(), int(gdiv), a.contiguous().data_ptr(), b.contiguous().data_ptr(),
                       c.data_ptr(), cand.data_ptr(), ws.data_ptr(), float(tau), N, K, dw.data_ptr(), num_threads()):
         raise MemoryError("the connection-gradient kernel ran out of memory for its per-thread buffers")

@@ -47,7 +47,7 @@
 #endif
 
 /* Bumped whenever a signature below changes; checked by cpu.py after loading. */
-#define LGN_ABI_VERSION 9
+#define LGN_ABI_VERSION 10
 
 EXPORT int lgn_abi_version(void) { return LGN_ABI_VERSION; }
 
@@ -1046,11 +1046,14 @@ EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RES
  * signal read this step).  K <= 64.
  */
 EXPORT void lgn_conn_pick(const float *RESTRICT w, const float *RESTRICT noise, float scale, const int64_t *RESTRICT cand,
-                          int64_t R, int64_t K, float *RESTRICT ws, int64_t *RESTRICT sel, uint64_t key, int keyed) {
+                          int64_t R, int64_t K, float *RESTRICT ws, int64_t *RESTRICT sel, uint64_t key, int keyed,
+                          int nthreads) {
     enum { RB = 64 };                 /* rows per block: the block's noise is made here when keyed */
-    float nbuf[RB * 64 + 2];
-    for (int64_t r0 = 0; r0 < R; r0 += RB) {
-        const int64_t r1 = r0 + RB < R ? r0 + RB : R;
+    const int64_t nblk = (R + RB - 1) / RB;
+#pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (R >= 64 * RB)
+    for (int64_t blk = 0; blk < nblk; blk++) {
+        float nbuf[RB * 64 + 2];
+        const int64_t r0 = blk * RB, r1 = r0 + RB < R ? r0 + RB : R;
         const float *RESTRICT nz = noise ? noise + r0 * K : NULL;
         if (keyed) {
             noise_fill_any(nbuf, r0 * K, (r1 - r0) * K, key);

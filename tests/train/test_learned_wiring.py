@@ -225,3 +225,18 @@ def test_connection_pick_simd_keyed_and_generic_agree(K):
                 assert torch.equal(got[0].view(torch.int32), ref[0].view(torch.int32))   # bits, NaN included
     finally:
         lib.lgn_use_tiles(1)
+
+
+def test_connection_pick_does_not_depend_on_thread_count(monkeypatch):
+    """Blocks of rows on threads (the noise made per block from the key): the same ws and picks."""
+    from lgn_fpga.kernels import cpu
+    if not cpu.available():
+        pytest.skip(cpu.unavailable_reason())
+    gen = torch.Generator().manual_seed(5)
+    w, cand = torch.randn(2, 3000, 8, generator=gen), torch.randint(100, (2, 3000, 8), generator=gen)
+    key = cpu.GumbelKey(77, w.shape)
+    monkeypatch.setenv("LGN_FPGA_THREADS", "1")
+    one = cpu.conn_pick(w, key, 0.5, cand)
+    monkeypatch.setenv("LGN_FPGA_THREADS", "2")
+    two = cpu.conn_pick(w, key, 0.5, cand)
+    assert all(torch.equal(p, q) for p, q in zip(one, two))
