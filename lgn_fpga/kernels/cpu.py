@@ -498,6 +498,8 @@ def conn_pick(w, noise, scale: float, cand):
     argmax, as torch's), for float32 CPU ``w`` ``[2, N, K]`` and int64 ``cand`` ``[2, N, K]``."""
     lib = _lib()
     w = w.detach().contiguous().float()
+    if w.dim() != 3 or (w.numel() == 0 and w.shape[1] > 0):
+        raise ValueError(f"connection logits must be [2, N, K] with K >= 1, not {list(w.shape)}")
     keyed = isinstance(noise, GumbelKey)     # the kernel makes the stream's values where it uses them
     if keyed and (tuple(noise.shape) != tuple(w.shape) or w.shape[-1] > 64):
         noise, keyed = noise.tensor(), False

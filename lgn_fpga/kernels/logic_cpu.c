@@ -1049,6 +1049,7 @@ EXPORT void lgn_conn_pick(const float *RESTRICT w, const float *RESTRICT noise, 
                           int64_t R, int64_t K, float *RESTRICT ws, int64_t *RESTRICT sel, uint64_t key, int keyed,
                           int nthreads) {
     enum { RB = 64 };                 /* rows per block: the block's noise is made here when keyed */
+    if (K <= 0 || (keyed && K > 64)) return;   /* no candidate to pick; the caller checks (conn_pick) */
     const int64_t nblk = (R + RB - 1) / RB;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (R >= 64 * RB)
     for (int64_t blk = 0; blk < nblk; blk++) {
