@@ -26,10 +26,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _table import table  # noqa: E402
+from _table import table
 
 
 def worker(args) -> dict:
