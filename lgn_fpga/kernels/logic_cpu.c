@@ -835,6 +835,18 @@ static int gumbel_one(const float *RESTRICT zn, const float *RESTRICT gn, float 
 }
 
 #define GBLK 16
+
+/* One neuron of lgn_gumbel_coeffs_backward. */
+static inline void gumbel_bwd_one(const float *RESTRICT pn, const float *RESTRICT dcn, float tau,
+                                  const float *RESTRICT M, float *RESTRICT dzn) {
+    float gp[16], dot = 0.f;
+    const float d0 = dcn[0], d1 = dcn[1], d2 = dcn[2], d3 = dcn[3];
+    for (int j = 0; j < 16; j++)
+        gp[j] = ((0.f + M[4 * j] * d0) + M[4 * j + 1] * d1) + M[4 * j + 2] * d2 + M[4 * j + 3] * d3;
+    for (int j = 0; j < 16; j++) dot += pn[j] * gp[j];   /* in order */
+    for (int j = 0; j < 16; j++) dzn[j] = pn[j] * (gp[j] - dot) / tau;
+}
+
 #if defined(__AVX512F__)
 /* The 16 x 16 transpose of r (row j, lane l -> row l, lane j): four rounds of two-source shuffles. */
 static inline void transpose16(__m512 r[16]) {
@@ -1018,22 +1030,52 @@ EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, f
 }
 
 /* dz [N, 16] from dc [N, 4] through c_soft = softmax(zs / tau) @ M: dz = p * (gp - <p, gp>) / tau, gp = M dc. */
+#if defined(__AVX512F__)
+/* 16 neurons of lgn_gumbel_coeffs_backward below, one per lane (p and dz transposed in registers, dc gathered):
+ * the same operations in the same order per neuron as the generic loop, so the same bits. */
+static inline void gumbel_bwd_block_avx512(const float *RESTRICT p, const float *RESTRICT dc, float tau,
+                                           const float *RESTRICT M, float *RESTRICT dz) {
+    __m512 P[16], T[16], D[4];
+    for (int l = 0; l < 16; l++) P[l] = _mm512_loadu_ps(p + 16 * l);
+    transpose16(P);
+    const __m512i four = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                            _mm512_set1_epi32(4));
+    for (int i = 0; i < 4; i++) D[i] = _mm512_i32gather_ps(_mm512_add_epi32(four, _mm512_set1_epi32(i)), dc, 4);
+    __m512 dot = _mm512_setzero_ps();
+    for (int j = 0; j < 16; j++) {
+        __m512 t = _mm512_add_ps(_mm512_setzero_ps(), _mm512_mul_ps(_mm512_set1_ps(M[4 * j]), D[0]));
+        t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_set1_ps(M[4 * j + 1]), D[1]));
+        t = _mm512_add_ps(t, _mm512_mul_ps(_mm512_set1_ps(M[4 * j + 2]), D[2]));
+        T[j] = _mm512_add_ps(t, _mm512_mul_ps(_mm512_set1_ps(M[4 * j + 3]), D[3]));
+        dot = _mm512_add_ps(dot, _mm512_mul_ps(P[j], T[j]));
+    }
+    const __m512 vt = _mm512_set1_ps(tau);
+    for (int j = 0; j < 16; j++) {
+        T[j] = _mm512_mul_ps(P[j], _mm512_sub_ps(T[j], dot));
+        if (tau != 1.0f) T[j] = _mm512_div_ps(T[j], vt);   /* x / 1 is x */
+    }
+    transpose16(T);
+    for (int l = 0; l < 16; l++) _mm512_storeu_ps(dz + 16 * l, T[l]);
+}
+#endif
+
+/* dz [N, 16] from dc [N, 4] through c_soft = softmax(zs / tau) @ M: dz = p * (gp - <p, gp>) / tau, gp = M dc.
+ * <p, gp> is summed over the 16 gates in order (the same bits on every build and vector width). */
 EXPORT void lgn_gumbel_coeffs_backward(const float *RESTRICT p, const float *RESTRICT dc, float tau,
                                        const float *RESTRICT M, int64_t N, float *RESTRICT dz, int nthreads) {
     (void)nthreads;
+    const int64_t nblk = N / GBLK;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (N >= PAR_NEURONS)
-    for (int64_t n = 0; n < N; n++) {
-        float gp[16], dot = 0.f;
-        const float d0 = dc[4 * n], d1 = dc[4 * n + 1], d2 = dc[4 * n + 2], d3 = dc[4 * n + 3];
-#pragma omp simd reduction(+ : dot)
-        for (int j = 0; j < 16; j++) {
-            const float t = ((0.f + M[4 * j] * d0) + M[4 * j + 1] * d1) + M[4 * j + 2] * d2 + M[4 * j + 3] * d3;
-            gp[j] = t;
-            dot += p[16 * n + j] * t;
+    for (int64_t blk = 0; blk < nblk; blk++) {
+#if defined(__AVX512F__)
+        if (use_tiles) {
+            gumbel_bwd_block_avx512(p + 16 * GBLK * blk, dc + 4 * GBLK * blk, tau, M, dz + 16 * GBLK * blk);
+            continue;
         }
-#pragma omp simd
-        for (int j = 0; j < 16; j++) dz[16 * n + j] = p[16 * n + j] * (gp[j] - dot) / tau;
+#endif
+        for (int64_t n = GBLK * blk; n < GBLK * (blk + 1); n++) gumbel_bwd_one(p + 16 * n, dc + 4 * n, tau, M, dz + 16 * n);
     }
+    for (int64_t n = GBLK * nblk; n < N; n++) gumbel_bwd_one(p + 16 * n, dc + 4 * n, tau, M, dz + 16 * n);
 }
 
 /*
