@@ -180,8 +180,5 @@ def gumbel_ste_coefficients(z, noise, scale: float, tau: float, M, backend: str 
         out = cpu.gumbel_ste_coefficients(z, noise, scale, tau, M)
         if out is not None:
             return out
-    if noise is not None and not isinstance(noise, torch.Tensor):
-        noise = noise.tensor()
-    if noise is not None:
-        noise = noise.to(z.dtype)
-    return reference.gumbel_ste_coefficients(z, noise, scale, tau, M)
+    from .cpu import noise_tensor
+    return reference.gumbel_ste_coefficients(z, noise_tensor(noise, z.dtype), scale, tau, M)

@@ -28,9 +28,8 @@ def connection_pick(w, noise, scale: float, cand, backend: str = "reference"):
     if _c_kernel(backend, w):
         from . import cpu
         return cpu.conn_pick(w, noise, scale, cand)
-    if noise is not None and not isinstance(noise, torch.Tensor):
-        noise = noise.tensor()
-    return reference.connection_pick(w, None if noise is None else noise.to(w.dtype), scale, cand)
+    from .cpu import noise_tensor
+    return reference.connection_pick(w, noise_tensor(noise, w.dtype), scale, cand)
 
 
 def connection_grad(g, x, a, b, c, cand, ws, tau: float, backend: str = "reference"):

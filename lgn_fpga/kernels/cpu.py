@@ -203,6 +203,13 @@ class GumbelKey:
         return gumbel_noise(self.shape, self.key)
 
 
+def noise_tensor(noise, dtype):
+    """``noise`` (a tensor, a :class:`GumbelKey`, or None) as a tensor of ``dtype`` (None stays None)."""
+    if noise is None:
+        return None
+    return (noise if isinstance(noise, torch.Tensor) else noise.tensor()).to(dtype)
+
+
 def reverse_index(a, b, F):
     """The cached reverse index of ``a``, ``b`` (:mod:`.reverse_index`), built in C; validates the indices."""
     return _cached_reverse_index(a, b, F, builder=reverse_index_c)
