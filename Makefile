@@ -69,11 +69,13 @@ sim: venv sysdeps
 
 bench: venv
 	$(PY) bench/kernels.py
+	$(PY) bench/train_step.py
 	$(PY) bench/infer.py
 	$(PY) bench/hdl.py
 
 bench-quick: venv
 	$(PY) bench/kernels.py --quick
+	$(PY) bench/train_step.py --quick
 	$(PY) bench/infer.py --quick
 	$(PY) bench/hdl.py --quick
 

@@ -15,6 +15,7 @@ Usage::
 
     python bench/train_step.py                         # cifar10 and mnist, 1 and 2 threads
     python bench/train_step.py --configs cifar10 --threads 1 --steps 40 --repeats 3
+    python bench/train_step.py --quick                 # a smoke run (seconds)
 """
 from __future__ import annotations
 
@@ -62,9 +63,13 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3, help="repeats; the median is reported (default 3)")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: the digits-tiny config (data embedded), 1 thread, a few steps")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--config", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.quick:
+        args.configs, args.threads, args.steps, args.repeats, args.warmup = "digits-tiny", "1", 5, 1, 1
     if args.worker:
         args.threads = int(args.threads)
         print(json.dumps(worker(args)))

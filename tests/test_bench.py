@@ -48,6 +48,14 @@ def test_kernels_quick_table():
 
 
 @pytest.mark.sim
+def test_train_step_quick_table():
+    """The shipped-config step bench runs a real config's training step and tabulates it."""
+    out = run_bench("train_step.py")
+    row = [l for l in out.splitlines() if l.startswith("digits-tiny")]
+    assert len(row) == 1 and "min for 3,000 steps" in row[0], out
+    assert float(row[0].split()[3]) > 0
+
+
 def test_hdl_quick_simulators_agree():
     out = run_bench("hdl.py")
     assert "Generation" in out and "ClassifierCore" in out
