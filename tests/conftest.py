@@ -116,6 +116,25 @@ def trained_mnist_small(tmp_path_factory, real_data_dir):
         "--threads", "1"])
 
 
+@pytest.fixture
+def simd_and_generic():
+    """``both(fn) -> (fn() with the C library's AVX-512 forms, fn() with its generic loops)``; skips on a build
+    without the AVX-512 forms (or without the C library)."""
+    from lgn_fpga.kernels import cpu
+    if not cpu.available() or not cpu._lib().lgn_use_tiles(1):
+        pytest.skip("no C kernel with an AVX-512 form")
+    lib = cpu._lib()
+
+    def both(fn):
+        try:
+            simd = fn()
+            lib.lgn_use_tiles(0)
+            return simd, fn()
+        finally:
+            lib.lgn_use_tiles(1)
+    return both
+
+
 @pytest.fixture(scope="session")
 def small_net():
     """One small netlist for the host and virtual-board tests, so the virtual board is compiled once."""

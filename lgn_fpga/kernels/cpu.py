@@ -203,6 +203,14 @@ class GumbelKey:
         return gumbel_noise(self.shape, self.key)
 
 
+def _noise_args(noise) -> tuple:
+    """``(pointer, key, keyed)``: how a C op that takes noise (``lgn_gumbel_coeffs``, ``lgn_conn_pick``) reads
+    ``noise``: a float32 tensor's data, the stream of a :class:`GumbelKey` (made in the op), or none."""
+    if isinstance(noise, GumbelKey):
+        return None, noise.key, 1
+    return (None if noise is None else noise.data_ptr()), 0, 0
+
+
 def noise_tensor(noise, dtype):
     """``noise`` (a tensor, a :class:`GumbelKey`, or None) as a tensor of ``dtype`` (None stays None)."""
     if noise is None:
@@ -444,11 +452,9 @@ class GumbelSTE(torch.autograd.Function):
         tt = torch.empty(N, dtype=torch.uint8)
         tables = True
         if N:
-            keyed = isinstance(noise, GumbelKey)      # the op makes the stream's values where it uses them
-            g = None if noise is None or keyed else noise.data_ptr()
+            g, key, keyed = _noise_args(noise)
             tables = lib.lgn_gumbel_coeffs(z.data_ptr(), g, scale, tau, M.data_ptr(), N, c_hard.data_ptr(),
-                                           c_soft.data_ptr(), p.data_ptr(), tt.data_ptr(),
-                                           noise.key if keyed else 0, int(keyed), nt) == 1
+                                           c_soft.data_ptr(), p.data_ptr(), tt.data_ptr(), key, keyed, nt) == 1
         ctx.save_for_backward(p, M)
         ctx.tau = tau
         ctx.mark_non_differentiable(c_soft)
@@ -507,19 +513,19 @@ def conn_pick(w, noise, scale: float, cand):
     w = w.detach().contiguous().float()
     if w.dim() != 3 or (w.numel() == 0 and w.shape[1] > 0):
         raise ValueError(f"connection logits must be [2, N, K] with K >= 1, not {list(w.shape)}")
-    keyed = isinstance(noise, GumbelKey)     # the kernel makes the stream's values where it uses them
-    if keyed and (tuple(noise.shape) != tuple(w.shape) or w.shape[-1] > 64):
-        noise, keyed = noise.tensor(), False
-    if noise is not None and not keyed:
+    if isinstance(noise, GumbelKey):          # the kernel makes the stream's values where it uses them
+        if tuple(noise.shape) != tuple(w.shape) or w.shape[-1] > 64:
+            noise = noise.tensor()
+    elif noise is not None:
         noise = noise.detach().contiguous().float()
     cand = cand.contiguous()
     S, N, K = w.shape
     ws = torch.empty_like(w)
     sel = torch.empty((S, N), dtype=torch.int64)
     if w.numel():
-        lib.lgn_conn_pick(w.data_ptr(), None if noise is None or keyed else noise.data_ptr(), float(scale),
-                          cand.data_ptr(), S * N, K, ws.data_ptr(), sel.data_ptr(), noise.key if keyed else 0,
-                          int(keyed), num_threads())
+        n_ptr, key, keyed = _noise_args(noise)
+        lib.lgn_conn_pick(w.data_ptr(), n_ptr, float(scale), cand.data_ptr(), S * N, K, ws.data_ptr(),
+                          sel.data_ptr(), key, keyed, num_threads())
     return ws, sel[0], sel[1]
 
 

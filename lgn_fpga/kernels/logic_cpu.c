@@ -362,18 +362,25 @@ typedef struct { float s[4][32]; } dc_acc;
 
 static inline void dc_zero(dc_acc *RESTRICT d) { memset(d, 0, sizeof *d); }
 
+#if defined(__AVX512F__)
+/* The four dc sums of 16 samples, the bits as lane masks: s += g * (1, A, B, A*B). */
+static inline void dc_add16(__m512 s[4], __m512 g, __mmask16 kA, __mmask16 kB) {
+    s[0] = _mm512_add_ps(s[0], g);
+    s[1] = _mm512_add_ps(s[1], _mm512_maskz_mov_ps(kA, g));
+    s[2] = _mm512_add_ps(s[2], _mm512_maskz_mov_ps(kB, g));
+    s[3] = _mm512_add_ps(s[3], _mm512_maskz_mov_ps(kA & kB, g));
+}
+#endif
+
 static inline void dc_half(const float *RESTRICT gs, uint32_t ha, uint32_t hb, int m, dc_acc *RESTRICT d) {
     if (m == 32) {   /* else: the generic loop below */
 #if defined(__AVX512F__)
         /* The bits are the lane masks: one k-register move per 16 samples. */
         for (int h = 0; h < 2; h++) {
-            const __mmask16 kA = (__mmask16)(ha >> (16 * h)), kB = (__mmask16)(hb >> (16 * h));
-            const __m512 g = _mm512_loadu_ps(gs + 16 * h);
-            float *s0 = d->s[0] + 16 * h, *s1 = d->s[1] + 16 * h, *s2 = d->s[2] + 16 * h, *s3 = d->s[3] + 16 * h;
-            _mm512_storeu_ps(s0, _mm512_add_ps(_mm512_loadu_ps(s0), g));
-            _mm512_storeu_ps(s1, _mm512_add_ps(_mm512_loadu_ps(s1), _mm512_maskz_mov_ps(kA, g)));
-            _mm512_storeu_ps(s2, _mm512_add_ps(_mm512_loadu_ps(s2), _mm512_maskz_mov_ps(kB, g)));
-            _mm512_storeu_ps(s3, _mm512_add_ps(_mm512_loadu_ps(s3), _mm512_maskz_mov_ps(kA & kB, g)));
+            __m512 s[4];
+            for (int k = 0; k < 4; k++) s[k] = _mm512_loadu_ps(d->s[k] + 16 * h);
+            dc_add16(s, _mm512_loadu_ps(gs + 16 * h), (__mmask16)(ha >> (16 * h)), (__mmask16)(hb >> (16 * h)));
+            for (int k = 0; k < 4; k++) _mm512_storeu_ps(d->s[k] + 16 * h, s[k]);
         }
         return;
 #endif
@@ -450,21 +457,16 @@ EXPORT void lgn_backward_c_bits(const uint64_t *RESTRICT x, int64_t B, const int
         if (use_tiles && B % 32 == 0) {
             /* dc_half's lane sums kept in 8 registers over the row (the generic form loads and stores them for
              * every half-word): the same additions in the same order, so the same bits. */
-            __m512 s[4][2];
-            for (int k = 0; k < 4; k++) s[k][0] = s[k][1] = _mm512_setzero_ps();
+            __m512 s[2][4];
+            for (int k = 0; k < 4; k++) s[0][k] = s[1][k] = _mm512_setzero_ps();
             for (int64_t s0 = 0; s0 < B; s0 += 32) {
                 const uint32_t ha = (uint32_t)(xa[s0 >> 6] >> (s0 & 63)), hb = (uint32_t)(xb[s0 >> 6] >> (s0 & 63));
-                for (int h = 0; h < 2; h++) {
-                    const __mmask16 kA = (__mmask16)(ha >> (16 * h)), kB = (__mmask16)(hb >> (16 * h));
-                    const __m512 gv = _mm512_loadu_ps(gn + s0 + 16 * h);
-                    s[0][h] = _mm512_add_ps(s[0][h], gv);
-                    s[1][h] = _mm512_add_ps(s[1][h], _mm512_maskz_mov_ps(kA, gv));
-                    s[2][h] = _mm512_add_ps(s[2][h], _mm512_maskz_mov_ps(kB, gv));
-                    s[3][h] = _mm512_add_ps(s[3][h], _mm512_maskz_mov_ps(kA & kB, gv));
-                }
+                for (int h = 0; h < 2; h++)
+                    dc_add16(s[h], _mm512_loadu_ps(gn + s0 + 16 * h), (__mmask16)(ha >> (16 * h)),
+                             (__mmask16)(hb >> (16 * h)));
             }
             for (int k = 0; k < 4; k++)
-                for (int h = 0; h < 2; h++) _mm512_storeu_ps(d.s[k] + 16 * h, s[k][h]);
+                for (int h = 0; h < 2; h++) _mm512_storeu_ps(d.s[k] + 16 * h, s[h][k]);
             dc_store(&d, dc + 4 * n);
             continue;
         }
@@ -538,11 +540,7 @@ static void backward_xc_bits_avx512(const uint64_t *RESTRICT x, int64_t F, int64
                         const __mmask16 hp = bits16(partner, t0 + 16 * c), hh = bits16(home, t0 + 16 * c);
                         const __m512 gv = _mm512_maskz_loadu_ps(valid[c], gn + 16 * c);
                         acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(gv, _mm512_mask_blend_ps(hp, V0, V1)));
-                        __m512 *dh = d[c & 1];
-                        dh[0] = _mm512_add_ps(dh[0], gv);
-                        dh[1] = _mm512_add_ps(dh[1], _mm512_maskz_mov_ps(hh, gv));
-                        dh[2] = _mm512_add_ps(dh[2], _mm512_maskz_mov_ps(hp, gv));
-                        dh[3] = _mm512_add_ps(dh[3], _mm512_maskz_mov_ps(hh & hp, gv));
+                        dc_add16(d[c & 1], gv, hh, hp);
                     }
                     float *RESTRICT o = dc + 4 * n;
                     for (int q = 0; q < 4; q++) {
@@ -645,17 +643,18 @@ EXPORT void lgn_backward_xc_bits(const uint64_t *RESTRICT x, int64_t F, int64_t 
 /* e^x for x <= 0 (x below -87 gives ~0), relative error below 2e-7: range reduction x = k ln2 + r, |r| <= ln2/2,
  * a degree-6 polynomial, 2^k from the exponent bits.  Written out so that the softmax vectorizes (libm's expf
  * is a call per element). */
+#define EXP_LO -87.0f                          /* the one definition of both forms (exp_nonpos16 below) */
+#define EXP_LOG2E 1.44269504088896341f
+#define EXP_LN2_HI 0.693145751953125f
+#define EXP_LN2_LO 1.428606765330187e-06f
+static const float EXP_POLY[7] = {1.0f / 720.0f, 1.0f / 120.0f, 1.0f / 24.0f, 1.0f / 6.0f, 0.5f, 1.0f, 1.0f};
+
 static inline float exp_nonpos(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    const float k = __builtin_rintf(x * 1.44269504088896341f);
-    const float r = (x - k * 0.693145751953125f) - k * 1.428606765330187e-06f;
-    float p = 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    x = x < EXP_LO ? EXP_LO : x;
+    const float k = __builtin_rintf(x * EXP_LOG2E);
+    const float r = (x - k * EXP_LN2_HI) - k * EXP_LN2_LO;
+    float p = EXP_POLY[0];
+    for (int i = 1; i < 7; i++) p = p * r + EXP_POLY[i];
     union { uint32_t u; float f; } e = {(uint32_t)((int32_t)k + 127) << 23};
     return p * e.f;
 }
@@ -679,28 +678,34 @@ static inline uint64_t splitmix64(uint64_t z) {
 
 /* log(x) for normal x > 0, relative error about 1e-7: x = m 2^e with m in [sqrt(1/2), sqrt(2)),
  * log m = 2 atanh(s), s = (m - 1) / (m + 1), |s| < 0.172, five terms of the series. */
+#define LOG_SQRT2 1.41421356f                   /* the one definition of both forms (log_pos16 below) */
+#define LOG_LN2 0.693147180559945f
+static const float LOG_POLY[6] = {1.0f / 11.0f, 1.0f / 9.0f, 1.0f / 7.0f, 1.0f / 5.0f, 1.0f / 3.0f, 1.0f};
+
 static inline float log_pos(float x) {
     union { float f; uint32_t u; } v = {x};
     int32_t e = (int32_t)(v.u >> 23) - 127;
     v.u = (v.u & 0x7fffffu) | 0x3f800000u;
-    const int big = v.f > 1.41421356f;
+    const int big = v.f > LOG_SQRT2;
     const float m = big ? v.f * 0.5f : v.f;
     e += big;
     const float f = m - 1.0f;
     const float s = f / (2.0f + f), z = s * s;
-    float p = 1.0f / 11.0f;
-    p = p * z + 1.0f / 9.0f;
-    p = p * z + 1.0f / 7.0f;
-    p = p * z + 1.0f / 5.0f;
-    p = p * z + 1.0f / 3.0f;
-    p = p * z + 1.0f;
-    return (float)e * 0.693147180559945f + 2.0f * s * p;
+    float p = LOG_POLY[0];
+    for (int i = 1; i < 6; i++) p = p * z + LOG_POLY[i];
+    return (float)e * LOG_LN2 + 2.0f * s * p;
 }
 
 static inline float gumbel_of(uint32_t v23) {
     const float u = ((float)v23 + 0.5f) * (1.0f / 8388608.0f);
     return -log_pos(-log_pos(u));
 }
+
+#define GOLDEN 0x9E3779B97F4A7C15ULL
+/* Pair j of the stream of key: its even value from the top 23 bits, its odd one from bits 8..30. */
+static inline uint64_t stream_pair(uint64_t key, int64_t j) { return splitmix64(key + (uint64_t)(j + 1) * GOLDEN); }
+static inline float stream_even(uint64_t h) { return gumbel_of((uint32_t)(h >> 41)); }
+static inline float stream_odd(uint64_t h) { return gumbel_of((uint32_t)(h >> 8) & 0x7fffffu); }
 
 /* The Gumbel-STE ops below (noise, coefficients and their backward) split a layer over the threads from this many
  * neurons (16 logits, 16 noise values each): below it a parallel region costs more than it saves. */
@@ -713,18 +718,14 @@ static inline __m512 log_pos16(__m512 x) {
     __m512i e = _mm512_sub_epi32(_mm512_srli_epi32(v, 23), _mm512_set1_epi32(127));
     __m512 m = _mm512_castsi512_ps(_mm512_or_si512(_mm512_and_si512(v, _mm512_set1_epi32(0x7fffff)),
                                                    _mm512_set1_epi32(0x3f800000)));
-    const __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(1.41421356f), _CMP_GT_OQ);
+    const __mmask16 big = _mm512_cmp_ps_mask(m, _mm512_set1_ps(LOG_SQRT2), _CMP_GT_OQ);
     m = _mm512_mask_mul_ps(m, big, m, _mm512_set1_ps(0.5f));
     e = _mm512_mask_add_epi32(e, big, e, _mm512_set1_epi32(1));
     const __m512 f = _mm512_sub_ps(m, _mm512_set1_ps(1.0f));
     const __m512 s = _mm512_div_ps(f, _mm512_add_ps(_mm512_set1_ps(2.0f), f)), z = _mm512_mul_ps(s, s);
-    __m512 p = _mm512_set1_ps(1.0f / 11.0f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f / 9.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f / 7.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f / 5.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f / 3.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(1.0f));
-    return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e), _mm512_set1_ps(0.693147180559945f)),
+    __m512 p = _mm512_set1_ps(LOG_POLY[0]);
+    for (int i = 1; i < 6; i++) p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(LOG_POLY[i]));
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(e), _mm512_set1_ps(LOG_LN2)),
                          _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(2.0f), s), p));
 }
 
@@ -744,7 +745,7 @@ static inline __m512i splitmix64_8(__m512i z) {
 /* Pairs j0 .. j0 + 15 of lgn_gumbel_noise (out: their 32 values), bit for bit the generic loop's: the two
  * values of a pair are computed 16 at a time (the generic loop compiled to 8-lane halves) and interleaved. */
 static inline void gumbel_noise32(float *RESTRICT out, uint64_t key, int64_t j0) {
-    const __m512i G = _mm512_set1_epi64((long long)0x9E3779B97F4A7C15ULL);
+    const __m512i G = _mm512_set1_epi64((long long)GOLDEN);
     const __m512i j = _mm512_add_epi64(_mm512_set1_epi64(j0 + 1), _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0));
     const __m512i kk = _mm512_set1_epi64((long long)key);
     const __m512i h0 = splitmix64_8(_mm512_add_epi64(kk, _mm512_mullo_epi64(j, G)));
@@ -763,8 +764,14 @@ static inline void gumbel_noise32(float *RESTRICT out, uint64_t key, int64_t j0)
 }
 #endif
 
-/* Values i0 .. i0 + count - 1 of the stream of key (i0 and count even) into out. */
+/* Values i0 .. i0 + count - 1 of the stream of key into out. */
 static void noise_fill(float *RESTRICT out, int64_t i0, int64_t count, uint64_t key) {
+    if (count <= 0) return;
+    if (i0 & 1) {                      /* the odd half of a pair first */
+        *out++ = stream_odd(stream_pair(key, i0 / 2));
+        i0++;
+        count--;
+    }
     const int64_t j0 = i0 / 2, pairs = count / 2;
     int64_t q = 0;
 #if defined(__AVX512F__) && defined(__AVX512DQ__)
@@ -772,39 +779,28 @@ static void noise_fill(float *RESTRICT out, int64_t i0, int64_t count, uint64_t 
         for (; q + 16 <= pairs; q += 16) gumbel_noise32(out + 2 * q, key, j0 + q);
 #endif
     for (; q < pairs; q++) {
-        const uint64_t h = splitmix64(key + (uint64_t)(j0 + q + 1) * 0x9E3779B97F4A7C15ULL);
-        out[2 * q] = gumbel_of((uint32_t)(h >> 41));
-        out[2 * q + 1] = gumbel_of((uint32_t)(h >> 8) & 0x7fffffu);
+        const uint64_t h = stream_pair(key, j0 + q);
+        out[2 * q] = stream_even(h);
+        out[2 * q + 1] = stream_odd(h);
     }
+    if (count & 1) out[count - 1] = stream_even(stream_pair(key, j0 + pairs));   /* the even half of a last pair */
 }
 
-/* Values i0 .. i0 + count - 1 of the stream of key, any i0 and count. */
-static void noise_fill_any(float *RESTRICT out, int64_t i0, int64_t count, uint64_t key) {
-    if (count <= 0) return;
-    if (i0 & 1) {                      /* the odd half of a pair */
-        const uint64_t h = splitmix64(key + (uint64_t)(i0 / 2 + 1) * 0x9E3779B97F4A7C15ULL);
-        *out++ = gumbel_of((uint32_t)(h >> 8) & 0x7fffffu);
-        i0++;
-        count--;
-    }
-    noise_fill(out, i0, count & ~(int64_t)1, key);
-    if (count & 1) {                   /* the even half of the last pair */
-        const uint64_t h = splitmix64(key + (uint64_t)((i0 + count - 1) / 2 + 1) * 0x9E3779B97F4A7C15ULL);
-        out[count - 1] = gumbel_of((uint32_t)(h >> 41));
-    }
+/* The noise a block of values i0 .. i0 + count - 1 adds: g's (NULL: none), or with keyed the stream's, made into
+ * buf (count floats). */
+static inline const float *noise_at(const float *RESTRICT g, int keyed, uint64_t key, int64_t i0, int64_t count,
+                                    float *RESTRICT buf) {
+    if (!keyed) return g ? g + i0 : NULL;
+    noise_fill(buf, i0, count, key);
+    return buf;
 }
 
 EXPORT void lgn_gumbel_noise(float *RESTRICT out, int64_t n, uint64_t key, int nthreads) {
-    const int64_t pairs = n / 2, per = 2048;   /* pairs per task */
-    const int64_t tasks = (pairs + per - 1) / per;
+    const int64_t per = 4096, tasks = (n + per - 1) / per;   /* values per task (even: whole pairs) */
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (n >= 16 * PAR_NEURONS)
     for (int64_t t = 0; t < tasks; t++) {
-        const int64_t q0 = t * per, q1 = q0 + per < pairs ? q0 + per : pairs;
-        noise_fill(out + 2 * q0, 2 * q0, 2 * (q1 - q0), key);
-    }
-    if (n & 1) {
-        const uint64_t h = splitmix64(key + (uint64_t)(pairs + 1) * 0x9E3779B97F4A7C15ULL);
-        out[n - 1] = gumbel_of((uint32_t)(h >> 41));
+        const int64_t i0 = t * per;
+        noise_fill(out + i0, i0, i0 + per < n ? per : n - i0, key);
     }
 }
 
@@ -874,19 +870,14 @@ static inline void transpose16(__m512 r[16]) {
 
 /* exp_nonpos on 16 lanes: the same operations in the same order (bit for bit). */
 static inline __m512 exp_nonpos16(__m512 x) {
-    const __m512 lo = _mm512_set1_ps(-87.0f);
+    const __m512 lo = _mm512_set1_ps(EXP_LO);
     x = _mm512_mask_mov_ps(x, _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ), lo);
-    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(EXP_LOG2E)),
                                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(k, _mm512_set1_ps(0.693145751953125f))),
-                                   _mm512_mul_ps(k, _mm512_set1_ps(1.428606765330187e-06f)));
-    __m512 p = _mm512_set1_ps(1.0f / 720.0f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(0.5f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.0f));
+    const __m512 r = _mm512_sub_ps(_mm512_sub_ps(x, _mm512_mul_ps(k, _mm512_set1_ps(EXP_LN2_HI))),
+                                   _mm512_mul_ps(k, _mm512_set1_ps(EXP_LN2_LO)));
+    __m512 p = _mm512_set1_ps(EXP_POLY[0]);
+    for (int i = 1; i < 7; i++) p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(EXP_POLY[i]));
     const __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(k), _mm512_set1_epi32(127)), 23);
     return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
 }
@@ -951,12 +942,8 @@ EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, f
     for (int64_t blk = 0; blk < nblk; blk++) {
         const int64_t n0 = blk * GBLK;
         int k[GBLK];
-        float gbuf[16 * GBLK];
-        const float *RESTRICT gb = g ? g + 16 * n0 : NULL;
-        if (keyed) {                       /* the block's noise, made here: no [N, 16] array written and read */
-            noise_fill(gbuf, 16 * n0, 16 * GBLK, key);
-            gb = gbuf;
-        }
+        float gbuf[16 * GBLK];             /* keyed: the block's noise, made here (no [N, 16] array written and read) */
+        const float *RESTRICT gb = noise_at(g, keyed, key, 16 * n0, 16 * GBLK, gbuf);
 #if defined(__AVX512F__)
         if (use_tiles) {
             gumbel_block_avx512(z + 16 * n0, gb, scale, tau, M, c_hard + 4 * n0, c_soft + 4 * n0, p + 16 * n0, k);
@@ -1018,11 +1005,7 @@ EXPORT int lgn_gumbel_coeffs(const float *RESTRICT z, const float *RESTRICT g, f
     }
     for (int64_t n = nblk * GBLK; n < N; n++) {
         float gbuf[16];
-        const float *RESTRICT gn = g ? g + 16 * n : NULL;
-        if (keyed) {
-            noise_fill(gbuf, 16 * n, 16, key);
-            gn = gbuf;
-        }
+        const float *RESTRICT gn = noise_at(g, keyed, key, 16 * n, 16, gbuf);
         const int k = gumbel_one(z + 16 * n, gn, scale, tau, M, c_hard + 4 * n, c_soft + 4 * n, p + 16 * n);
         if (tt) tt[n] = tt_of[k];
     }
@@ -1095,13 +1078,9 @@ EXPORT void lgn_conn_pick(const float *RESTRICT w, const float *RESTRICT noise, 
     const int64_t nblk = (R + RB - 1) / RB;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(static) if (R >= 64 * RB)
     for (int64_t blk = 0; blk < nblk; blk++) {
-        float nbuf[RB * 64 + 2];
+        float nbuf[RB * 64];
         const int64_t r0 = blk * RB, r1 = r0 + RB < R ? r0 + RB : R;
-        const float *RESTRICT nz = noise ? noise + r0 * K : NULL;
-        if (keyed) {
-            noise_fill_any(nbuf, r0 * K, (r1 - r0) * K, key);
-            nz = nbuf;
-        }
+        const float *RESTRICT nz = noise_at(noise, keyed, key, r0 * K, (r1 - r0) * K, nbuf);
         for (int64_t r = r0; r < r1; r++) {
             const float *RESTRICT wr = w + r * K, *RESTRICT nr = nz ? nz + (r - r0) * K : NULL;
 #if defined(__AVX512F__)
@@ -1205,71 +1184,71 @@ static void conn_grad_bits_avx512(const uint64_t *RESTRICT xbits, int64_t B, con
     const int64_t W = (B + 63) / 64, nblk = (N + 15) / 16;
 #pragma omp parallel for num_threads(clamp_threads(nthreads)) schedule(dynamic, 4)
     for (int64_t blk = 0; blk < nblk; blk++) {
-    const int64_t n0 = 16 * blk, n1 = n0 + 16 < N ? n0 + 16 : N;
-    float hb[2][64][16];   /* h of the block's gates, [side][candidate][gate]: conn_dw16 reads it as lanes */
-    for (int64_t n = n0; n < n1; n++) {
-        const float *RESTRICT gn = g + g_index(n, gdiv) * B;
-        if (n + PREFETCH_AHEAD < N) {   /* this gate's row is read once: ask for the next ones' */
-            const int64_t m = n + PREFETCH_AHEAD;
-            prefetch_row(g + g_index(m, gdiv) * B, B);
-            const uint64_t *RESTRICT ra = xbits + a[m] * W, *RESTRICT rb = xbits + b[m] * W;
-            __builtin_prefetch(ra, 0, 3);
-            __builtin_prefetch(rb, 0, 3);
-            for (int64_t k = 0; k < K; k++) {
-                __builtin_prefetch(xbits + cand[m * K + k] * W, 0, 3);
-                __builtin_prefetch(xbits + cand[(N + m) * K + k] * W, 0, 3);
-            }
-        }
-        const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
-        const __m512 A0 = _mm512_set1_ps(c1), A1 = _mm512_set1_ps(c1 + c3);
-        const __m512 B0 = _mm512_set1_ps(c2), B1 = _mm512_set1_ps(c2 + c3);
-        const uint64_t *RESTRICT xa = xbits + a[n] * W, *RESTRICT xb = xbits + b[n] * W;
-        const int64_t *RESTRICT ca = cand + n * K, *RESTRICT cb = cand + (N + n) * K;
-        __m512 hv[2][64];
-        for (int64_t k = 0; k < K; k++) hv[0][k] = hv[1][k] = _mm512_setzero_ps();
-        for (int64_t t0 = 0; t0 < B; t0 += 16 * TILE_CHUNKS) {
-            const int64_t left = B - t0;
-            const int nch = tile_chunks(left);
-            __m512 dA[TILE_CHUNKS], dB[TILE_CHUNKS];
-#pragma GCC unroll 8
-            for (int q = 0; q < TILE_CHUNKS; q++) {
-                const __m512 gv = q < nch ? _mm512_maskz_loadu_ps(chunk_mask(left, q), gn + t0 + 16 * q)
-                                          : _mm512_setzero_ps();
-                const __mmask16 hA = q < nch ? bits16(xa, t0 + 16 * q) : 0, hB = q < nch ? bits16(xb, t0 + 16 * q) : 0;
-                dA[q] = _mm512_mul_ps(gv, _mm512_mask_blend_ps(hB, A0, A1));   /* dA = g (c1 + c3 B) */
-                dB[q] = _mm512_mul_ps(gv, _mm512_mask_blend_ps(hA, B0, B1));   /* dB = g (c2 + c3 A) */
-            }
-            const int64_t w0 = t0 >> 6;   /* the tile's first word: t0 is a multiple of 128 */
-            for (int64_t k = 0; k < K; k++) {
-                const uint64_t *RESTRICT ra = xbits + ca[k] * W + w0, *RESTRICT rb = xbits + cb[k] * W + w0;
-                __m512 va = hv[0][k], vb = hv[1][k];
-#pragma GCC unroll 8
-                for (int q = 0; q < TILE_CHUNKS; q++) {
-                    if (q >= nch) break;
-                    /* one word gives the masks of 4 chunks; masked adds (lanes beyond the batch are 0 in dA, dB) */
-                    const uint64_t wa = ra[q >> 2], wb = rb[q >> 2];
-                    va = _mm512_mask_add_ps(va, (__mmask16)(wa >> (16 * (q & 3))), va, dA[q]);
-                    vb = _mm512_mask_add_ps(vb, (__mmask16)(wb >> (16 * (q & 3))), vb, dB[q]);
+        const int64_t n0 = 16 * blk, n1 = n0 + 16 < N ? n0 + 16 : N;
+        float hb[2][64][16];   /* h of the block's gates, [side][candidate][gate]: conn_dw16 reads it as lanes */
+        for (int64_t n = n0; n < n1; n++) {
+            const float *RESTRICT gn = g + g_index(n, gdiv) * B;
+            if (n + PREFETCH_AHEAD < N) {   /* this gate's row is read once: ask for the next ones' */
+                const int64_t m = n + PREFETCH_AHEAD;
+                prefetch_row(g + g_index(m, gdiv) * B, B);
+                const uint64_t *RESTRICT ra = xbits + a[m] * W, *RESTRICT rb = xbits + b[m] * W;
+                __builtin_prefetch(ra, 0, 3);
+                __builtin_prefetch(rb, 0, 3);
+                for (int64_t k = 0; k < K; k++) {
+                    __builtin_prefetch(xbits + cand[m * K + k] * W, 0, 3);
+                    __builtin_prefetch(xbits + cand[(N + m) * K + k] * W, 0, 3);
                 }
-                hv[0][k] = va;
-                hv[1][k] = vb;
+            }
+            const float c1 = c[4 * n + 1], c2 = c[4 * n + 2], c3 = c[4 * n + 3];
+            const __m512 A0 = _mm512_set1_ps(c1), A1 = _mm512_set1_ps(c1 + c3);
+            const __m512 B0 = _mm512_set1_ps(c2), B1 = _mm512_set1_ps(c2 + c3);
+            const uint64_t *RESTRICT xa = xbits + a[n] * W, *RESTRICT xb = xbits + b[n] * W;
+            const int64_t *RESTRICT ca = cand + n * K, *RESTRICT cb = cand + (N + n) * K;
+            __m512 hv[2][64];
+            for (int64_t k = 0; k < K; k++) hv[0][k] = hv[1][k] = _mm512_setzero_ps();
+            for (int64_t t0 = 0; t0 < B; t0 += 16 * TILE_CHUNKS) {
+                const int64_t left = B - t0;
+                const int nch = tile_chunks(left);
+                __m512 dA[TILE_CHUNKS], dB[TILE_CHUNKS];
+    #pragma GCC unroll 8
+                for (int q = 0; q < TILE_CHUNKS; q++) {
+                    const __m512 gv = q < nch ? _mm512_maskz_loadu_ps(chunk_mask(left, q), gn + t0 + 16 * q)
+                                              : _mm512_setzero_ps();
+                    const __mmask16 hA = q < nch ? bits16(xa, t0 + 16 * q) : 0, hB = q < nch ? bits16(xb, t0 + 16 * q) : 0;
+                    dA[q] = _mm512_mul_ps(gv, _mm512_mask_blend_ps(hB, A0, A1));   /* dA = g (c1 + c3 B) */
+                    dB[q] = _mm512_mul_ps(gv, _mm512_mask_blend_ps(hA, B0, B1));   /* dB = g (c2 + c3 A) */
+                }
+                const int64_t w0 = t0 >> 6;   /* the tile's first word: t0 is a multiple of 128 */
+                for (int64_t k = 0; k < K; k++) {
+                    const uint64_t *RESTRICT ra = xbits + ca[k] * W + w0, *RESTRICT rb = xbits + cb[k] * W + w0;
+                    __m512 va = hv[0][k], vb = hv[1][k];
+    #pragma GCC unroll 8
+                    for (int q = 0; q < TILE_CHUNKS; q++) {
+                        if (q >= nch) break;
+                        /* one word gives the masks of 4 chunks; masked adds (lanes beyond the batch are 0 in dA, dB) */
+                        const uint64_t wa = ra[q >> 2], wb = rb[q >> 2];
+                        va = _mm512_mask_add_ps(va, (__mmask16)(wa >> (16 * (q & 3))), va, dA[q]);
+                        vb = _mm512_mask_add_ps(vb, (__mmask16)(wb >> (16 * (q & 3))), vb, dB[q]);
+                    }
+                    hv[0][k] = va;
+                    hv[1][k] = vb;
+                }
+            }
+            for (int side = 0; side < 2; side++)
+                for (int64_t k = 0; k < K; k++) hb[side][k][n - n0] = _mm512_reduce_add_ps(hv[side][k]);
+        }
+        for (int side = 0; side < 2; side++) {
+            const int64_t r0 = (int64_t)side * N + n0;
+            if (n1 - n0 == 16) {
+                conn_dw16(hb[side], ws + r0 * K, tau, K, dw + r0 * K);
+            } else {
+                for (int64_t n = n0; n < n1; n++) {
+                    float h[64];
+                    for (int64_t k = 0; k < K; k++) h[k] = hb[side][k][n - n0];
+                    conn_dw(h, ws + (r0 + n - n0) * K, tau, K, dw + (r0 + n - n0) * K);
+                }
             }
         }
-        for (int side = 0; side < 2; side++)
-            for (int64_t k = 0; k < K; k++) hb[side][k][n - n0] = _mm512_reduce_add_ps(hv[side][k]);
-    }
-    for (int side = 0; side < 2; side++) {
-        const int64_t r0 = (int64_t)side * N + n0;
-        if (n1 - n0 == 16) {
-            conn_dw16(hb[side], ws + r0 * K, tau, K, dw + r0 * K);
-        } else {
-            for (int64_t n = n0; n < n1; n++) {
-                float h[64];
-                for (int64_t k = 0; k < K; k++) h[k] = hb[side][k][n - n0];
-                conn_dw(h, ws + (r0 + n - n0) * K, tau, K, dw + (r0 + n - n0) * K);
-            }
-        }
-    }
     }
 }
 #endif

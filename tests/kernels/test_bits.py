@@ -211,22 +211,15 @@ def test_wiring_changed_in_place_is_noticed():
 
 
 @pytest.mark.parametrize("B", [1, 16, 37, 128, 130, 300])
-def test_tiled_backward_equals_the_generic_one(B):
+def test_tiled_backward_equals_the_generic_one(B, simd_and_generic):
     """The AVX-512 backward (register tiles of 128 samples) against the generic loop: dx bit for bit, dc up to
     the order of its sums; B covers partial chunks, one tile, and tiles plus a tail."""
-    lib = cpu._lib()
-    if not lib.lgn_use_tiles(1):
-        pytest.skip("this build has no AVX-512 form")
     gen = torch.Generator().manual_seed(B)
     layers = hard_layers([40, 90, 50], gen, True)
     x = (torch.rand(40, B, generator=gen) < 0.5).float()
     R = torch.randn(50, B, generator=gen)
-    try:
-        tiled, tiled_c = run("cpu", x, layers, R, True, True), run("cpu", x, layers, R, True, False)
-        lib.lgn_use_tiles(0)
-        generic, generic_c = run("cpu", x, layers, R, True, True), run("cpu", x, layers, R, True, False)
-    finally:
-        lib.lgn_use_tiles(1)
+    (tiled, tiled_c), (generic, generic_c) = simd_and_generic(
+        lambda: (run("cpu", x, layers, R, True, True), run("cpu", x, layers, R, True, False)))
     assert torch.equal(tiled[0], generic[0]) and torch.equal(tiled[1], generic[1])
     for u, v in zip(tiled[2], generic[2]):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
@@ -237,14 +230,11 @@ def test_tiled_backward_equals_the_generic_one(B):
 @pytest.mark.parametrize("N", [16, 37, 1003])
 @pytest.mark.parametrize("noisy", [False, True])
 @pytest.mark.parametrize("tau", [1.0, 0.8])
-def test_simd_gumbel_coefficients_equal_the_generic_loop(N, noisy, tau):
+def test_simd_gumbel_coefficients_equal_the_generic_loop(N, noisy, tau, simd_and_generic):
     """The AVX-512 Gumbel-STE coefficients (16 neurons transposed in registers) against the generic loop: the
     sampled gates, both coefficient sets, the saved probabilities and the backward, all bit for bit, and the
     same again when the op makes the noise from its key; N covers whole blocks and a tail, and rounded logits
     make ties (the first maximum must win)."""
-    lib = cpu._lib()
-    if not lib.lgn_use_tiles(1):
-        pytest.skip("this build has no AVX-512 form")
     gen = torch.Generator().manual_seed(N)
     z = torch.randn(N, 16, generator=gen) * 3
     z[::3] = z[::3].round()                                   # ties within a neuron
@@ -258,12 +248,7 @@ def test_simd_gumbel_coefficients_equal_the_generic_loop(N, noisy, tau):
         (c * dc).sum().backward()
         return c.detach(), c_soft, zz.grad, c._lgn_tt[0]
     key = cpu.GumbelKey(N, (N, 16)) if noisy else None       # the op making the stream's values itself
-    try:
-        simd, simd_keyed = once(noise), once(key)
-        lib.lgn_use_tiles(0)
-        generic, generic_keyed = once(noise), once(key)
-    finally:
-        lib.lgn_use_tiles(1)
+    (simd, simd_keyed), (generic, generic_keyed) = simd_and_generic(lambda: (once(noise), once(key)))
     for u, v, w, x in zip(simd, generic, simd_keyed, generic_keyed):
         assert torch.equal(u, v) and torch.equal(u, w) and torch.equal(u, x)
 

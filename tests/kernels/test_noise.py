@@ -32,17 +32,9 @@ def test_every_value_is_the_transcriptions(n, key):
 
 
 @pytest.mark.parametrize("n,key", [(31, 1), (64, 7), (1003, 2**64 - 5), (100_001, 123456789)])
-def test_simd_stream_equals_the_generic_loop(n, key):
+def test_simd_stream_equals_the_generic_loop(n, key, simd_and_generic):
     """The AVX-512 form (16 pairs at a time) and the generic loop give the same bits, tails included."""
-    lib = cpu._lib()
-    if not lib.lgn_use_tiles(1):
-        pytest.skip("this build has no AVX-512 form")
-    try:
-        simd = cpu.gumbel_noise((n,), key)
-        lib.lgn_use_tiles(0)
-        generic = cpu.gumbel_noise((n,), key)
-    finally:
-        lib.lgn_use_tiles(1)
+    simd, generic = simd_and_generic(lambda: cpu.gumbel_noise((n,), key))
     assert torch.equal(simd, generic)
 
 

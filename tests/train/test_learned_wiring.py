@@ -175,12 +175,10 @@ def test_learned_net_with_class_groups_cpu_equals_reference(input_grad):
 
 @pytest.mark.parametrize("K", [3, 8, 17])
 @pytest.mark.parametrize("N,B", [(32, 128), (70, 37), (45, 130)])
-def test_simd_connection_gradient_equals_the_generic_loop(K, N, B):
+def test_simd_connection_gradient_equals_the_generic_loop(K, N, B, simd_and_generic):
     """The AVX-512 connection gradient (register tiles, the softmax of 16 gates' rows per vector, blocks of 16
     gates and a tail) against the generic loop: the same floats (sums of the same terms in the same order)."""
     from lgn_fpga.kernels import cpu
-    if not cpu.available() or not cpu._lib().lgn_use_tiles(1):
-        pytest.skip("no C kernel with an AVX-512 form")
     gen = torch.Generator().manual_seed(K * N + B)
     F = 60
     x = (torch.rand(F, B, generator=gen) > 0.5).float()
@@ -189,13 +187,7 @@ def test_simd_connection_gradient_equals_the_generic_loop(K, N, B):
     ws = torch.randn(2, N, K, generator=gen) * 2
     ws[0, :3] = 0.25                                        # ties in the softmax's maximum
     a, b = cand[0, :, 0].clone(), cand[1, :, 0].clone()
-    lib = cpu._lib()
-    try:
-        simd = cpu.conn_grad(g, x, a, b, c, cand, ws, 0.7)
-        lib.lgn_use_tiles(0)
-        generic = cpu.conn_grad(g, x, a, b, c, cand, ws, 0.7)
-    finally:
-        lib.lgn_use_tiles(1)
+    simd, generic = simd_and_generic(lambda: cpu.conn_grad(g, x, a, b, c, cand, ws, 0.7))
     assert torch.equal(simd, generic)
 
 
